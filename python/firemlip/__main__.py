@@ -1,0 +1,3 @@
+from firemlip.cli import main
+
+raise SystemExit(main())

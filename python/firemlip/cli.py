@@ -1,0 +1,117 @@
+"""The ``firemlip`` command line: a thin layer over the stage modules.
+
+Each stage module may define ``register_cli(subparsers)``, adding its sub-command(s) with
+``parser.set_defaults(func=callable(args) -> int | None)``. User errors (:class:`FiremlipError`) and argument
+errors are printed as one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from firemlip import __version__
+from firemlip.errors import FiremlipError
+
+# Stage modules in the order their commands are listed in ``firemlip --help``.
+COMMAND_MODULES = (
+    "firemlip.workflow.cli",
+    "firemlip.structures",
+    "firemlip.labelling",
+    "firemlip.importing",
+    "firemlip.foundation",
+    "firemlip.training",
+    "firemlip.evaluation",
+    "firemlip.sampling",
+    "firemlip.selection",
+    "firemlip.lammps",
+    "firemlip.analysis",
+    "firemlip.audit",
+    "firemlip.demo",
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (``firemlip: error: …``) with exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(2)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer > 0."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
+    return v
+
+
+def nonneg_float(text: str) -> float:
+    """argparse type: a float ≥ 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {text!r}") from None
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {v}")
+    return v
+
+
+def key_value(text: str) -> tuple[str, object]:
+    """argparse type: ``key=value`` with the value parsed as YAML (numbers, lists, booleans)."""
+    import yaml
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    k, v = text.split("=", 1)
+    try:
+        return k.strip(), yaml.safe_load(v)
+    except yaml.YAMLError:
+        return k.strip(), v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(prog="firemlip", description="FIRE fine-tuning of MACE potentials, LAMMPS-centric.")
+    parser.add_argument("--version", action="version", version=f"firemlip {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for name in COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and name.startswith(exc.name):
+                continue  # stage not present in this build
+            raise
+        reg = getattr(mod, "register_cli", None)
+        if reg is not None:
+            reg(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 0
+    try:
+        rc = func(args)
+    except FiremlipError as exc:
+        sys.stderr.write(f"firemlip: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("firemlip: interrupted; rerun the same command to resume\n")
+        return 130
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,29 @@
+"""User-facing errors: the CLI prints them as one line and exits with status 2."""
+
+from __future__ import annotations
+
+
+class FiremlipError(Exception):
+    """An error caused by the user's input (file, field, value); printed as a single line, exit status 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(str(message).split()))
+
+
+class InputFileError(FiremlipError):
+    """A missing or unreadable input file."""
+
+
+class ConfigError(FiremlipError):
+    """An invalid configuration field (the message starts with its dotted path)."""
+
+
+def require_file(path: str | "os.PathLike[str]", what: str = "input file") -> None:  # noqa: F821
+    """Raise :class:`InputFileError` naming ``path`` when it is not an existing file."""
+    import os
+
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise InputFileError(f"{p}: {what} not found")
+    if os.path.isdir(p):
+        raise InputFileError(f"{p}: expected a file ({what}), got a directory")
