@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class FiremlipError(Exception):
     """An error caused by the user's input (file, field, value); printed as a single line, exit status 2."""
@@ -18,9 +20,8 @@ class ConfigError(FiremlipError):
     """An invalid configuration field (the message starts with its dotted path)."""
 
 
-def require_file(path: str | "os.PathLike[str]", what: str = "input file") -> None:  # noqa: F821
+def require_file(path: str | os.PathLike[str], what: str = "input file") -> None:
     """Raise :class:`InputFileError` naming ``path`` when it is not an existing file."""
-    import os
 
     p = os.fspath(path)
     if not os.path.exists(p):

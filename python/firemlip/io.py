@@ -74,7 +74,7 @@ def read_frames(path: str | os.PathLike[str], index: str | int = ":", what: str 
 def _format_kwargs(path: str) -> dict:
     name = os.path.basename(path).lower()
     if name.endswith((".data", ".lmp", ".lammps")) or name.startswith("data."):
-        return {"format": "lammps-data", "style": "atomic"}
+        return {"format": "lammps-data", "atom_style": "atomic"}
     if name.startswith(("poscar", "contcar")) or name.endswith(".vasp"):
         return {"format": "vasp"}
     return {}

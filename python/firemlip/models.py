@@ -58,9 +58,9 @@ def build_mace(elements: Sequence[str], shape: MaceShape | str = "tiny",
     ``scale``/``shift`` (eV) scale the interaction energy; ``pair_repulsion`` adds MACE's ZBL term.
     """
     import torch
+    from ase.data import atomic_numbers as Z
     from e3nn import o3
     from mace.modules import ScaleShiftMACE, gate_dict, interaction_classes
-    from ase.data import atomic_numbers as Z
 
     if isinstance(shape, str):
         shape = PRESETS[shape]

@@ -1,0 +1,416 @@
+"""Labelling stage: first-principles (or any ASE calculator) energies, forces and stresses for frames.
+
+Labels are stored as ``REF_energy`` (eV), ``REF_forces`` (eV/Å) and ``REF_stress`` (eV/Å³, ASE sign, Voigt-6).
+Each finished frame is cached on disk under a key made of the structure hash and the calculator settings, so
+an interrupted run resumes without repeating or losing frames; a frame whose calculation fails is written to
+``failed.extxyz`` with the reason and the run goes on. Frames run one a task, in this process, in a local
+process pool (``workers``) or on an existing Dask distributed cluster (``dask_address``).
+
+Built-in calculators: ``gpaw`` (PBE plane waves; the open first-principles labeller), ``vasp`` and
+``espresso`` (through ASE; they need the user's binaries), ``emt`` and ``lj`` (cheap, for tests),
+``mace:PATH`` (a MACE model as labeller) and ``python:module:function`` (any ASE calculator factory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from firemlip.errors import FiremlipError
+from firemlip.io import read_frames, set_labels, structure_hash, write_frames, write_text_atomic
+
+BUILTIN = ("gpaw", "vasp", "espresso", "emt", "lj")
+EMT_ELEMENTS = frozenset({"H", "C", "N", "O", "Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"})
+GPAW_DEFAULTS: dict[str, Any] = {"xc": "PBE", "ecut_eV": 350.0, "kpt_density": 2.5, "smearing_eV": 0.1}
+
+
+# ------------------------------------------------------------------------------------- calculators
+def _gpaw_setup_dirs() -> list[Path]:
+    env = os.environ.get("GPAW_SETUP_PATH", "")
+    dirs = [Path(p) for p in env.split(os.pathsep) if p]
+    dirs += [Path("/usr/share/gpaw-setups"), Path.home() / ".gpaw" / "gpaw-setups"]
+    return [d for d in dirs if d.is_dir()]
+
+
+def supported_elements(name: str, settings: Mapping[str, Any] | None = None) -> set[str] | None:
+    """Elements a calculator can label, or None when it cannot be known in advance (vasp, espresso, python)."""
+    settings = dict(settings or {})
+    if name == "emt":
+        return set(EMT_ELEMENTS)
+    if name == "lj":
+        return set(chemical_symbols[1:])
+    if name == "gpaw":
+        xc = str(settings.get("xc", GPAW_DEFAULTS["xc"]))
+        found: set[str] = set()
+        for d in _gpaw_setup_dirs():
+            for f in d.iterdir():
+                parts = f.name.split(".")
+                if len(parts) >= 2 and parts[1] in (xc, "LDA") and parts[0] in chemical_symbols:
+                    found.add(parts[0])
+        return found
+    if name.startswith("mace:"):
+        return set(_mace_elements(name[5:]))
+    return None
+
+
+def _mace_elements(path: str) -> list[str]:
+    """Chemical symbols a saved MACE model was trained for (read from its ``atomic_numbers`` buffer)."""
+    import torch
+
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    try:
+        model = torch.load(path, map_location="cpu", weights_only=False)
+        zs = [int(z) for z in model.atomic_numbers]
+    except Exception as exc:
+        raise FiremlipError(f"{path}: not a MACE model file ({type(exc).__name__})") from None
+    return [chemical_symbols[z] for z in zs]
+
+
+def make_calculator(name: str, settings: Mapping[str, Any] | None = None, atoms: Atoms | None = None):
+    """Build an ASE calculator from a name and settings (``atoms`` lets GPAW pick k-points from its cell)."""
+    s = dict(settings or {})
+    if name == "emt":
+        from ase.calculators.emt import EMT
+
+        return EMT(**s)
+    if name == "lj":
+        from ase.calculators.lj import LennardJones
+
+        s.setdefault("sigma", 2.5)
+        s.setdefault("epsilon", 0.05)
+        s.setdefault("rc", 3.0 * float(s["sigma"]))
+        s.setdefault("smooth", True)
+        return LennardJones(**s)
+    if name == "gpaw":
+        os.environ.setdefault("GPAW_SETUP_PATH", "/usr/share/gpaw-setups")
+        try:
+            from gpaw import GPAW, PW
+        except ImportError:
+            raise FiremlipError("calculator gpaw: GPAW is not installed; run `make setup`") from None
+        p = {**GPAW_DEFAULTS, **s}
+        periodic = atoms is None or bool(np.all(atoms.pbc))
+        kpts: Any = {"density": float(p.pop("kpt_density")), "gamma": True} if periodic else (1, 1, 1)
+        kw = {k: v for k, v in p.items() if k not in ("ecut_eV", "smearing_eV")}
+        kw.setdefault("txt", None)
+        return GPAW(mode=PW(float(p["ecut_eV"])), kpts=kpts,
+                    occupations={"name": "fermi-dirac", "width": float(p["smearing_eV"])}, **kw)
+    if name == "vasp":
+        if not (s.get("command") or os.environ.get("ASE_VASP_COMMAND") or os.environ.get("VASP_COMMAND")
+                or os.environ.get("VASP_SCRIPT")):
+            raise FiremlipError("calculator vasp: set ASE_VASP_COMMAND (e.g. 'mpirun vasp_std') or pass "
+                                "--set command=...; VASP_PP_PATH must point at the POTCARs")
+        from ase.calculators.vasp import Vasp
+
+        s.setdefault("xc", "PBE")
+        s.setdefault("encut", 520)
+        s.setdefault("kspacing", 0.25)
+        s.setdefault("ismear", 0)
+        s.setdefault("sigma", 0.05)
+        s.setdefault("ediff", 1e-6)
+        return Vasp(**s)
+    if name == "espresso":
+        if "pseudopotentials" not in s:
+            raise FiremlipError("calculator espresso: --set pseudopotentials={Li: li.UPF, ...} is required "
+                                "(and pseudo_dir / command as needed)")
+        from ase.calculators.espresso import Espresso, EspressoProfile
+
+        cmd = s.pop("command", os.environ.get("ASE_ESPRESSO_COMMAND", "pw.x"))
+        pseudo_dir = s.pop("pseudo_dir", os.environ.get("ESPRESSO_PSEUDO", "."))
+        s.setdefault("kspacing", 0.25)
+        s.setdefault("tprnfor", True)
+        s.setdefault("tstress", True)
+        return Espresso(profile=EspressoProfile(command=cmd, pseudo_dir=pseudo_dir), **s)
+    if name.startswith("mace:"):
+        from mace.calculators import MACECalculator
+
+        path = name[5:]
+        return MACECalculator(model_paths=path, device=str(s.get("device", "cpu")),
+                              default_dtype=str(s.get("dtype", "float64")))
+    if name.startswith("python:"):
+        parts = name.split(":")
+        if len(parts) != 3:
+            raise FiremlipError(f"calculator {name!r}: expected python:module:function")
+        try:
+            mod = importlib.import_module(parts[1])
+        except ImportError as exc:
+            raise FiremlipError(f"calculator {name!r}: cannot import module {parts[1]!r} ({exc})") from None
+        fn = getattr(mod, parts[2], None)
+        if not callable(fn):
+            raise FiremlipError(f"calculator {name!r}: {parts[1]} has no callable {parts[2]!r}")
+        return fn(**s)
+    raise FiremlipError(f"calculator {name!r}: unknown; expected one of {', '.join(BUILTIN)}, mace:PATH, "
+                        f"python:module:function")
+
+
+def validate_calculator(name: str, settings: Mapping[str, Any], frames: Sequence[Atoms], path: str) -> None:
+    """Refuse, before any work, an unknown calculator or a frame element it cannot label (one-line errors)."""
+    known = name in BUILTIN or name.startswith(("mace:", "python:"))
+    if not known:
+        make_calculator(name, settings)  # raises the unknown-name error
+    if name.startswith("mace:") and not Path(name[5:]).exists():
+        raise FiremlipError(f"calculator {name!r}: model file {name[5:]} not found")
+    sup = supported_elements(name, settings)
+    if sup is None:
+        return
+    present = {s for a in frames for s in a.get_chemical_symbols()}
+    missing = sorted(present - sup)
+    if missing:
+        raise FiremlipError(f"{path}: element(s) {', '.join(missing)} not supported by calculator {name!r} "
+                            f"(it supports {', '.join(sorted(sup)) if len(sup) < 40 else 'other elements'})")
+
+
+# ------------------------------------------------------------------------------------- one frame
+def calculator_key(name: str, settings: Mapping[str, Any]) -> str:
+    """A stable hash of the calculator name and settings (part of each cache key)."""
+    text = json.dumps({"name": name, "settings": settings}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def frame_key(atoms: Atoms, calc_key: str) -> str:
+    """Cache key of one frame under one calculator."""
+    return hashlib.sha256((structure_hash(atoms) + calc_key).encode()).hexdigest()[:24]
+
+
+@dataclass
+class LabelResult:
+    """Result of labelling one frame: energy (eV), forces (eV/Å), stress (eV/Å³ Voigt-6) or an error."""
+
+    index: int
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def label_one(index: int, atoms: Atoms, name: str, settings: Mapping[str, Any]) -> LabelResult:
+    """Compute energy, forces and (for 3D-periodic cells, where supported) stress; never raises."""
+    t0 = time.time()
+    a = atoms.copy()
+    try:
+        a.calc = make_calculator(name, settings, a)
+        e = float(a.get_potential_energy())
+        f = np.asarray(a.get_forces(), dtype=float)
+        s = None
+        if np.all(a.pbc) and "stress" in getattr(a.calc, "implemented_properties", ["stress"]):
+            try:
+                s = np.asarray(a.get_stress(voigt=True), dtype=float)
+            except Exception:  # some calculators implement stress only for some settings
+                s = None
+        if not np.isfinite(e) or not np.all(np.isfinite(f)):
+            raise ValueError("non-finite energy or forces")
+        return LabelResult(index, e, f, s, None, time.time() - t0)
+    except FiremlipError:
+        raise
+    except Exception as exc:  # an SCF that fails is recorded, not fatal
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return LabelResult(index, error=f"{type(exc).__name__}: {msg}", seconds=time.time() - t0)
+
+
+# ------------------------------------------------------------------------------------- cache
+class LabelCache:
+    """One file per finished frame in ``directory``: ``<key>.extxyz`` (labelled) or ``<key>.failed.json``."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def get(self, key: str) -> Atoms | dict[str, Any] | None:
+        ok = self.dir / f"{key}.extxyz"
+        if ok.exists():
+            try:
+                return read_frames(ok, index="0")[0]
+            except FiremlipError:
+                ok.unlink(missing_ok=True)  # a damaged entry is recomputed
+                return None
+        bad = self.dir / f"{key}.failed.json"
+        if bad.exists():
+            return json.loads(bad.read_text())
+        return None
+
+    def put(self, key: str, atoms: Atoms, res: LabelResult) -> Atoms | dict[str, Any]:
+        if res.error is not None:
+            rec = {"index": res.index, "error": res.error, "seconds": res.seconds}
+            write_text_atomic(self.dir / f"{key}.failed.json", json.dumps(rec))
+            return rec
+        b = atoms.copy()
+        set_labels(b, res.energy, res.forces, res.stress)  # type: ignore[arg-type]
+        b.info["label_seconds"] = round(res.seconds, 3)
+        write_frames(self.dir / f"{key}.extxyz", [b])
+        return b
+
+
+# ------------------------------------------------------------------------------------- driver
+def _progress(total: int, initial: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="frame", dynamic_ncols=True)
+
+
+def label_frames(frames: Sequence[Atoms], name: str, settings: Mapping[str, Any] | None = None,
+                 cache_dir: str | os.PathLike[str] = ".label-cache", workers: int = 1,
+                 dask_address: str | None = None, source_path: str = "input",
+                 retry_failed: bool = False) -> tuple[list[Atoms], list[Atoms]]:
+    """Label ``frames``; returns (labelled frames in input order, failed frames with ``label_error``).
+
+    Finished frames are cached in ``cache_dir`` (one file each) as soon as they complete.
+    """
+    settings = dict(settings or {})
+    validate_calculator(name, settings, frames, source_path)
+    cache = LabelCache(cache_dir)
+    ckey = calculator_key(name, settings)
+    keys = [frame_key(a, ckey) for a in frames]
+    done: dict[int, Atoms | dict[str, Any]] = {}
+    todo: list[int] = []
+    for i, k in enumerate(keys):
+        hit = cache.get(k)
+        if hit is not None and not (retry_failed and isinstance(hit, dict)):
+            done[i] = hit
+        else:
+            todo.append(i)
+    # identical frames are computed once
+    first_of: dict[str, int] = {}
+    unique_todo = []
+    for i in todo:
+        if keys[i] not in first_of:
+            first_of[keys[i]] = i
+            unique_todo.append(i)
+    bar = _progress(len(frames), len(frames) - len(todo), f"label[{name.split(':')[0]}]")
+
+    def record(res: LabelResult) -> None:
+        i = res.index
+        done[i] = cache.put(keys[i], frames[i], res)
+        dup = [j for j in todo if keys[j] == keys[i] and j != i]
+        for j in dup:
+            done[j] = done[i]
+        bar.update(1 + len(dup))
+
+    try:
+        if dask_address:
+            _run_dask(unique_todo, frames, name, settings, dask_address, record)
+        elif workers > 1 and len(unique_todo) > 1:
+            _run_pool(unique_todo, frames, name, settings, workers, record)
+        else:
+            for i in unique_todo:
+                record(label_one(i, frames[i], name, settings))
+    finally:
+        bar.close()
+    labelled: list[Atoms] = []
+    failed: list[Atoms] = []
+    for i, a in enumerate(frames):
+        r = done[i]
+        if isinstance(r, dict):
+            b = a.copy()
+            b.info["label_error"] = r["error"]
+            failed.append(b)
+        else:
+            b = r.copy()
+            for k, v in a.info.items():  # keep the input's metadata (config_type, source …)
+                b.info.setdefault(k, v)
+            b.info["labeller"] = name
+            labelled.append(b)
+    return labelled, failed
+
+
+def _run_pool(todo: list[int], frames: Sequence[Atoms], name: str, settings: Mapping[str, Any],
+              workers: int, record: Callable[[LabelResult], None]) -> None:
+    with ProcessPoolExecutor(max_workers=workers) as ex:
+        pending = {ex.submit(label_one, i, frames[i], name, settings) for i in todo}
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                record(f.result())
+
+
+def _run_dask(todo: list[int], frames: Sequence[Atoms], name: str, settings: Mapping[str, Any],
+              address: str, record: Callable[[LabelResult], None]) -> None:
+    try:
+        from dask.distributed import Client, as_completed
+    except ImportError:
+        raise FiremlipError("--dask needs dask[distributed]; pip install 'dask[distributed]'") from None
+    try:
+        client = Client(address, timeout="10s")
+    except Exception as exc:
+        raise FiremlipError(f"--dask {address}: cannot connect to the scheduler ({exc})") from None
+    try:
+        futs = [client.submit(label_one, i, frames[i], name, settings, pure=False) for i in todo]
+        for fut in as_completed(futs):
+            record(fut.result())
+    finally:
+        client.close()
+
+
+def label_file(input_path: str, output_path: str, name: str, settings: Mapping[str, Any] | None = None,
+               cache_dir: str | None = None, workers: int = 1, dask_address: str | None = None,
+               failed_path: str | None = None, retry_failed: bool = False) -> dict[str, Any]:
+    """Label every frame of ``input_path`` into ``output_path`` (and failures into ``failed_path``)."""
+    frames = read_frames(input_path)
+    out = Path(output_path)
+    cache = cache_dir or str(out.parent / f".{out.stem}.label-cache")
+    t0 = time.time()
+    labelled, failed = label_frames(frames, name, settings, cache, workers, dask_address, input_path,
+                                    retry_failed)
+    write_frames(out, labelled)
+    fpath = Path(failed_path) if failed_path else out.parent / "failed.extxyz"
+    if failed:
+        write_frames(fpath, failed)
+    elif fpath.exists() and failed_path is None:
+        fpath.unlink()
+    return {"n_input": len(frames), "n_labelled": len(labelled), "n_failed": len(failed),
+            "failed_path": str(fpath) if failed else None, "wall_time_s": round(time.time() - t0, 2),
+            "calculator": name, "settings": dict(settings or {}), "cache_dir": cache}
+
+
+def clear_cache(cache_dir: str) -> None:
+    """Remove a label cache directory."""
+    shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def parse_settings(pairs: Iterable[tuple[str, Any]] | None) -> dict[str, Any]:
+    """``--set key=value`` pairs as a dict."""
+    return {k: v for k, v in (pairs or [])}
+
+
+def _cmd_label(args: argparse.Namespace) -> int:
+    if args.workers < 1:
+        raise FiremlipError(f"--workers: expected a positive integer, got {args.workers}")
+    rep = label_file(args.input, args.output, args.calculator, parse_settings(args.set), args.cache,
+                     args.workers, args.dask, args.failed, args.retry_failed)
+    msg = f"labelled {rep['n_labelled']}/{rep['n_input']} frames → {args.output}"
+    if rep["n_failed"]:
+        msg += f"; {rep['n_failed']} failed → {rep['failed_path']}"
+    print(msg)
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    from firemlip.cli import key_value
+
+    p = sub.add_parser("label", help="label frames with energies/forces/stress from an ASE calculator")
+    p.add_argument("input", help="extxyz (or any ASE-readable) file of frames")
+    p.add_argument("--calculator", "-c", required=True,
+                   help="gpaw | vasp | espresso | emt | lj | mace:PATH | python:module:function")
+    p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="calculator setting (repeatable), e.g. ecut_eV=400 kpt_density=3")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--cache", help="cache directory (default: .<output>.label-cache beside the output)")
+    p.add_argument("--failed", help="where failed frames go (default: failed.extxyz beside the output)")
+    p.add_argument("--workers", type=int, default=1, help="frames labelled in parallel on this machine")
+    p.add_argument("--dask", metavar="ADDRESS", help="Dask scheduler address (tcp://host:8786)")
+    p.add_argument("--retry-failed", action="store_true", help="recompute frames that failed before")
+    p.set_defaults(func=_cmd_label)

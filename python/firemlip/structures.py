@@ -1,0 +1,239 @@
+"""Structures stage: read input structures, build solid–solid interfaces, and make perturbed copies.
+
+Readers go through ASE (CIF, POSCAR/CONTCAR, extended XYZ, LAMMPS data). Interfaces use pymatgen's
+``CoherentInterfaceBuilder`` (Zur–McGill lattice matching); perturbations are seeded Gaussian displacements
+(Å) plus random symmetric cell strains (dimensionless), with a species-aware minimum-distance filter.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+from ase.data import atomic_numbers, covalent_radii
+
+from firemlip.errors import FiremlipError
+from firemlip.io import read_frames, write_frames
+
+#: Minimum allowed distance between two atoms, as a fraction of the sum of their covalent radii.
+DEFAULT_MIN_DIST_FACTOR = 0.6
+
+
+def read_structures(paths: Sequence[str], index: str = ":") -> list[Atoms]:
+    """Read every frame of every file (CIF, POSCAR/CONTCAR, extxyz, LAMMPS data); records ``source`` in info."""
+    out: list[Atoms] = []
+    for p in paths:
+        frames = read_frames(p, index=index)
+        for i, a in enumerate(frames):
+            for s in set(a.get_chemical_symbols()):
+                if s not in atomic_numbers or atomic_numbers[s] == 0:
+                    raise FiremlipError(f"{p}: frame {i} has an unknown element {s!r}")
+            a.info.setdefault("source", f"{Path(p).name}:{i}")
+        out.extend(frames)
+    return out
+
+
+def min_distance_threshold(sym_a: str, sym_b: str, factor: float = DEFAULT_MIN_DIST_FACTOR) -> float:
+    """Species-aware minimum distance (Å): ``factor`` × (covalent radius A + covalent radius B)."""
+    return factor * (covalent_radii[atomic_numbers[sym_a]] + covalent_radii[atomic_numbers[sym_b]])
+
+
+def too_close(atoms: Atoms, factor: float = DEFAULT_MIN_DIST_FACTOR) -> tuple[bool, float]:
+    """Whether any pair is closer than its species-aware threshold; also the smallest ratio d / threshold."""
+    from ase.neighborlist import neighbor_list
+
+    if len(atoms) < 2:
+        return False, np.inf
+    radii = covalent_radii[atoms.numbers]
+    cutoff = float(2 * factor * radii.max()) + 1e-6
+    i, j, d = neighbor_list("ijd", atoms, cutoff, self_interaction=False)
+    if len(d) == 0:
+        return False, np.inf
+    ratio = d / (factor * (radii[i] + radii[j]))
+    r = float(ratio.min())
+    return r < 1.0, r
+
+
+def perturb(atoms: Atoms, n: int, rattle: float = 0.05, strain: float = 0.02, seed: int = 0,
+            min_dist_factor: float = DEFAULT_MIN_DIST_FACTOR, max_redraws: int = 1000) -> tuple[list[Atoms], int]:
+    """``n`` perturbed copies of ``atoms``.
+
+    Each copy gets a random symmetric strain ε (entries uniform in ±``strain``, applied to the cell with
+    scaled positions kept) and Gaussian displacements of standard deviation ``rattle`` (Å). Copies with a
+    pair closer than ``min_dist_factor`` × (sum of covalent radii) are redrawn. Returns (frames, redraws).
+    """
+    if n <= 0:
+        raise FiremlipError(f"n_configs: expected a positive integer, got {n}")
+    if rattle < 0 or strain < 0:
+        raise FiremlipError("rattle and strain must be non-negative (Å and fraction)")
+    rng = np.random.default_rng(seed)
+    frames: list[Atoms] = []
+    redraws = 0
+    while len(frames) < n:
+        a = atoms.copy()
+        a.calc = None
+        if any(a.pbc) and strain > 0:
+            eps = rng.uniform(-strain, strain, size=(3, 3))
+            eps = 0.5 * (eps + eps.T)
+            a.set_cell(a.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+            a.info["strain_voigt"] = np.array([eps[0, 0], eps[1, 1], eps[2, 2], eps[1, 2], eps[0, 2], eps[0, 1]])
+        if rattle > 0:
+            a.positions += rng.normal(0.0, rattle, size=a.positions.shape)
+        bad, _ = too_close(a, min_dist_factor)
+        if bad:
+            redraws += 1
+            if redraws > max_redraws:
+                raise FiremlipError(f"perturb: more than {max_redraws} redraws; rattle={rattle} Å is too large "
+                                    f"for this structure (or the input already has atoms too close)")
+            continue
+        a.info["config_type"] = "perturbed"
+        a.info["perturb_index"] = len(frames)
+        a.info["rattle_A"] = rattle
+        a.info["strain_max"] = strain
+        a.info["seed"] = seed
+        a.info.setdefault("source", atoms.info.get("source", "input"))
+        frames.append(a)
+    return frames, redraws
+
+
+@dataclass
+class InterfaceReport:
+    """Lattice match of an interface: in-plane mismatch (%) and strain applied to each side (%)."""
+
+    film_miller: tuple[int, int, int]
+    substrate_miller: tuple[int, int, int]
+    n_atoms: int
+    area_A2: float
+    mismatch_percent: list[float]
+    film_von_mises_strain_percent: float
+    substrate_strain_percent: float
+    termination: list[str]
+
+
+def build_interface(substrate: Atoms, film: Atoms, substrate_miller: tuple[int, int, int],
+                    film_miller: tuple[int, int, int], substrate_layers: int = 2, film_layers: int = 2,
+                    gap_A: float = 2.5, vacuum_A: float = 0.0, max_mismatch: float = 0.05,
+                    max_area_A2: float = 100.0, max_atoms: int = 64) -> tuple[Atoms, InterfaceReport]:
+    """Stack a film slab on a substrate slab along z with pymatgen's coherent interface builder.
+
+    In-plane supercells are chosen by Zur–McGill lattice matching with length tolerance ``max_mismatch``
+    (fraction); the film takes the strain, the substrate keeps its lattice. Among the matches, the smallest
+    cell with at most ``max_atoms`` atoms is returned, with ``gap_A`` (Å) between the slabs and ``vacuum_A``
+    (Å) above the film (0 gives a periodic superlattice with a second interface).
+    """
+    from pymatgen.analysis.interfaces.coherent_interfaces import CoherentInterfaceBuilder
+    from pymatgen.analysis.interfaces.zsl import ZSLGenerator
+    from pymatgen.io.ase import AseAtomsAdaptor
+
+    ad = AseAtomsAdaptor()
+    zsl = ZSLGenerator(max_area_ratio_tol=0.09, max_area=max_area_A2, max_length_tol=max_mismatch,
+                       max_angle_tol=0.01, bidirectional=True)
+    try:
+        builder = CoherentInterfaceBuilder(ad.get_structure(substrate), ad.get_structure(film),
+                                           tuple(film_miller), tuple(substrate_miller), zslgen=zsl)
+    except Exception as exc:  # pymatgen raises ValueError/IndexError on impossible requests
+        raise FiremlipError(f"interface: cannot match {film_miller} on {substrate_miller}: {exc}") from None
+    if not builder.zsl_matches or not builder.terminations:
+        raise FiremlipError(f"interface: no lattice match within {max_mismatch:.1%} mismatch and "
+                            f"{max_area_A2} Å² area; raise max_mismatch or max_area_A2")
+    best: tuple[Any, Any] | None = None
+    # with no vacuum the cell is a periodic superlattice: the second (periodic) interface gets the same gap
+    over_film = vacuum_A if vacuum_A > 0 else gap_A
+    for term in builder.terminations:
+        gen = builder.get_interfaces(term, gap=gap_A, vacuum_over_film=over_film,
+                                     film_thickness=film_layers, substrate_thickness=substrate_layers)
+        for k, iface in enumerate(gen):
+            if len(iface) <= max_atoms and (best is None or len(iface) < len(best[0])):
+                best = (iface, term)
+            if k >= 50:  # matches come roughly by increasing area; the smallest cells are among the first
+                break
+    if best is None:
+        raise FiremlipError(f"interface: every match has more than {max_atoms} atoms; lower the layer counts "
+                            f"or raise max_atoms")
+    iface, term = best
+    props = iface.interface_properties
+    fv = np.asarray(props["film_sl_vectors"], dtype=float)
+    sv = np.asarray(props["substrate_sl_vectors"], dtype=float)
+    mismatch = [float(100 * (np.linalg.norm(fv[k]) / np.linalg.norm(sv[k]) - 1)) for k in range(2)]
+    atoms = ad.get_atoms(iface)
+    atoms.info = {"config_type": "interface", "source": "build_interface"}
+    rep = InterfaceReport(tuple(film_miller), tuple(substrate_miller), len(atoms),
+                          float(np.linalg.norm(np.cross(sv[0], sv[1]))), mismatch,
+                          float(100 * props["von_mises_strain"]), 0.0, [str(t) for t in term])
+    return atoms, rep
+
+
+# ---------------------------------------------------------------------------------------------- CLI
+def _cmd_perturb(args: argparse.Namespace) -> int:
+    frames = read_structures([args.structure])
+    out: list[Atoms] = []
+    total_redraws = 0
+    for k, a in enumerate(frames):
+        f, r = perturb(a, args.n, args.rattle, args.strain, args.seed + k, args.min_dist_factor)
+        out.extend(f)
+        total_redraws += r
+    write_frames(args.output, out)
+    print(f"wrote {len(out)} perturbed frames to {args.output} ({total_redraws} redrawn for short distances)")
+    return 0
+
+
+def _miller(text: str) -> tuple[int, int, int]:
+    digits = text.replace(",", " ").split() if ("," in text or " " in text) else list(text)
+    try:
+        m = tuple(int(x) for x in digits)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected Miller indices like 100 or 1,1,0, got {text!r}") from None
+    if len(m) != 3:
+        raise argparse.ArgumentTypeError(f"expected three Miller indices, got {text!r}")
+    return m  # type: ignore[return-value]
+
+
+def _cmd_interface(args: argparse.Namespace) -> int:
+    sub = read_structures([args.substrate], index="0")[0]
+    film = read_structures([args.film], index="0")[0]
+    atoms, rep = build_interface(sub, film, args.substrate_miller, args.film_miller, args.substrate_layers,
+                                 args.film_layers, args.gap, args.vacuum, args.max_mismatch, args.max_area,
+                                 args.max_atoms)
+    write_frames(args.output, [atoms])
+    from firemlip.workflow.manifest import write_json
+
+    write_json(Path(args.output).with_suffix(".json"), asdict(rep))
+    print(f"wrote {args.output}: {rep.n_atoms} atoms, mismatch {rep.mismatch_percent[0]:+.2f}% / "
+          f"{rep.mismatch_percent[1]:+.2f}%, film strain {rep.film_von_mises_strain_percent:.2f}% "
+          f"(substrate unstrained)")
+    return 0
+
+
+def register_cli(sub: argparse._SubParsersAction) -> None:
+    from firemlip.cli import nonneg_float, positive_int
+
+    p = sub.add_parser("perturb", help="rattled and strained copies of a structure")
+    p.add_argument("structure", help="CIF, POSCAR, extxyz or LAMMPS data file")
+    p.add_argument("-n", type=positive_int, default=30, help="copies per input frame (default 30)")
+    p.add_argument("--rattle", type=nonneg_float, default=0.05, help="Gaussian displacement σ in Å")
+    p.add_argument("--strain", type=nonneg_float, default=0.02, help="max symmetric strain component")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-dist-factor", type=nonneg_float, default=DEFAULT_MIN_DIST_FACTOR,
+                   help="redraw frames with a pair closer than this × sum of covalent radii")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=_cmd_perturb)
+
+    q = sub.add_parser("interface", help="stack two bulk structures into a lattice-matched interface")
+    q.add_argument("substrate")
+    q.add_argument("film")
+    q.add_argument("--substrate-miller", type=_miller, default=(1, 0, 0))
+    q.add_argument("--film-miller", type=_miller, default=(1, 0, 0))
+    q.add_argument("--substrate-layers", type=positive_int, default=2)
+    q.add_argument("--film-layers", type=positive_int, default=2)
+    q.add_argument("--gap", type=nonneg_float, default=2.5, help="gap between slabs in Å")
+    q.add_argument("--vacuum", type=nonneg_float, default=0.0, help="vacuum above the film in Å")
+    q.add_argument("--max-mismatch", type=nonneg_float, default=0.05, help="lattice mismatch tolerance")
+    q.add_argument("--max-area", type=nonneg_float, default=100.0, help="max interface area in Å²")
+    q.add_argument("--max-atoms", type=positive_int, default=64)
+    q.add_argument("-o", "--output", required=True)
+    q.set_defaults(func=_cmd_interface)
