@@ -35,6 +35,7 @@ from firemlip.io import read_frames, set_labels, structure_hash, write_frames, w
 
 BUILTIN = ("gpaw", "vasp", "espresso", "emt", "lj")
 EMT_ELEMENTS = frozenset({"H", "C", "N", "O", "Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"})
+#: GPAW defaults: PBE, plane-wave cut-off (eV), k-point density (points per Å⁻¹), Fermi–Dirac width (eV).
 GPAW_DEFAULTS: dict[str, Any] = {"xc": "PBE", "ecut_eV": 350.0, "kpt_density": 2.5, "smearing_eV": 0.1}
 
 
@@ -104,9 +105,17 @@ def make_calculator(name: str, settings: Mapping[str, Any] | None = None, atoms:
         p = {**GPAW_DEFAULTS, **s}
         periodic = atoms is None or bool(np.all(atoms.pbc))
         kpts: Any = {"density": float(p.pop("kpt_density")), "gamma": True} if periodic else (1, 1, 1)
+        mode = str(p.pop("mode", "pw"))
         kw = {k: v for k, v in p.items() if k not in ("ecut_eV", "smearing_eV")}
         kw.setdefault("txt", None)
-        return GPAW(mode=PW(float(p["ecut_eV"])), kpts=kpts,
+        if mode == "lcao":  # atomic-orbital basis: much cheaper, no stress
+            kw.setdefault("basis", "dzp")
+            calc_mode: Any = "lcao"
+        elif mode == "pw":
+            calc_mode = PW(float(p["ecut_eV"]))
+        else:
+            raise FiremlipError(f"calculator gpaw: mode {mode!r}: expected pw or lcao")
+        return GPAW(mode=calc_mode, kpts=kpts,
                     occupations={"name": "fermi-dirac", "width": float(p["smearing_eV"])}, **kw)
     if name == "vasp":
         if not (s.get("command") or os.environ.get("ASE_VASP_COMMAND") or os.environ.get("VASP_COMMAND")
@@ -140,6 +149,10 @@ def make_calculator(name: str, settings: Mapping[str, Any] | None = None, atoms:
         path = name[5:]
         return MACECalculator(model_paths=path, device=str(s.get("device", "cpu")),
                               default_dtype=str(s.get("dtype", "float64")))
+    if _is_worker(name):  # a teacher in its own interpreter (firemlip.teachers)
+        from firemlip.teachers import worker_calculator
+
+        return worker_calculator(name, s)
     if name.startswith("python:"):
         parts = name.split(":")
         if len(parts) != 3:
@@ -159,6 +172,11 @@ def make_calculator(name: str, settings: Mapping[str, Any] | None = None, atoms:
 def validate_calculator(name: str, settings: Mapping[str, Any], frames: Sequence[Atoms], path: str) -> None:
     """Refuse, before any work, an unknown calculator or a frame element it cannot label (one-line errors)."""
     known = name in BUILTIN or name.startswith(("mace:", "python:"))
+    if _is_worker(name):
+        from firemlip.teachers import resolve_teacher
+
+        resolve_teacher(name, settings)  # one-line error when its environment/interpreter is missing
+        return
     if not known:
         make_calculator(name, settings)  # raises the unknown-name error
     if name.startswith("mace:") and not Path(name[5:]).exists():
@@ -171,6 +189,13 @@ def validate_calculator(name: str, settings: Mapping[str, Any], frames: Sequence
     if missing:
         raise FiremlipError(f"{path}: element(s) {', '.join(missing)} not supported by calculator {name!r} "
                             f"(it supports {', '.join(sorted(sup)) if len(sup) < 40 else 'other elements'})")
+
+
+def _is_worker(name: str) -> bool:
+    """True for teachers served by a worker interpreter: ``sevenn``, ``chgnet``, ``worker:PYTHON:MODULE:FN``."""
+    from firemlip.teachers import is_worker_name
+
+    return is_worker_name(name)
 
 
 # ------------------------------------------------------------------------------------- one frame
@@ -301,7 +326,11 @@ def label_frames(frames: Sequence[Atoms], name: str, settings: Mapping[str, Any]
         bar.update(1 + len(dup))
 
     try:
-        if dask_address:
+        if _is_worker(name):  # one live teacher process, frames sent in batches
+            from firemlip.teachers import label_with_worker
+
+            label_with_worker(unique_todo, frames, name, settings, record, log_dir=cache.dir)
+        elif dask_address:
             _run_dask(unique_todo, frames, name, settings, dask_address, record)
         elif workers > 1 and len(unique_todo) > 1:
             _run_pool(unique_todo, frames, name, settings, workers, record)
@@ -404,7 +433,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("label", help="label frames with energies/forces/stress from an ASE calculator")
     p.add_argument("input", help="extxyz (or any ASE-readable) file of frames")
     p.add_argument("--calculator", "-c", required=True,
-                   help="gpaw | vasp | espresso | emt | lj | mace:PATH | python:module:function")
+                   help="gpaw | vasp | espresso | emt | lj | mace:PATH | python:module:function | "
+                        "sevenn | chgnet | worker:/path/to/python:module:function")
     p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                    help="calculator setting (repeatable), e.g. ecut_eV=400 kpt_density=3")
     p.add_argument("-o", "--output", required=True)

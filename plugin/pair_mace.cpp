@@ -1,0 +1,455 @@
+/* ----------------------------------------------------------------------
+   firemlip: pair_style mace, a LAMMPS plugin evaluating a TorchScript MACE model
+   (the module written by `firemlip export` or mace-torch's `mace_create_lammps_model`).
+
+   This file is part of the firemlip LAMMPS plugin. It is compiled against the
+   LAMMPS headers and is therefore distributed under the GNU General Public
+   License, version 2 (see plugin/LICENSE).
+
+   Usage:
+     pair_style mace [mode auto|local|ghost] [threads N] [freeze yes|no (default no)] [optimize yes|no (default yes)]
+     pair_coeff * * model.lammps.pt El1 El2 ...   (one element symbol per LAMMPS atom type)
+
+   Two ways of building the graph:
+   - local (default on one MPI rank): every ghost atom is mapped back to the owned atom it
+     images; the graph has only the owned atoms and periodic edges carry integer cell shifts.
+     The model runs on N atoms, the virial comes from the strain derivative (cell included).
+   - ghost (default on several ranks; needs newton_pair on): the graph has owned and ghost
+     atoms (ghost shell = num_interactions * r_max + skin), only owned atoms' energies are
+     summed, forces on ghosts are sent back to their owners by LAMMPS' reverse communication.
+   Units: metal (eV, Angstrom). Energies, forces, the global virial and per-atom energies are
+   computed; per-atom virials are not.
+------------------------------------------------------------------------- */
+
+#include "pair_mace.h"
+
+#include "atom.h"
+#include "comm.h"
+#include "domain.h"
+#include "error.h"
+#include "force.h"
+#include "memory.h"
+#include "neigh_list.h"
+#include "neighbor.h"
+#include "utils.h"
+
+#include <torch/csrc/jit/api/module.h>
+#include <torch/csrc/jit/runtime/graph_executor.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+using namespace LAMMPS_NS;
+
+static const char *const ELEMENT_SYMBOLS[] = {
+    "X",  "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si",
+    "P",  "S",  "Cl", "Ar", "K",  "Ca", "Sc", "Ti", "V",  "Cr", "Mn", "Fe", "Co", "Ni", "Cu",
+    "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",  "Zr", "Nb", "Mo", "Tc", "Ru",
+    "Rh", "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I",  "Xe", "Cs", "Ba", "La", "Ce", "Pr",
+    "Nd", "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W",
+    "Re", "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn", "Fr", "Ra", "Ac",
+    "Th", "Pa", "U",  "Np", "Pu", "Am", "Cm", "Bk", "Cf", "Es", "Fm", "Md", "No", "Lr", "Rf",
+    "Db", "Sg", "Bh", "Hs", "Mt", "Ds", "Rg", "Cn", "Nh", "Fl", "Mc", "Lv", "Ts", "Og"};
+static const int NUM_SYMBOLS = sizeof(ELEMENT_SYMBOLS) / sizeof(ELEMENT_SYMBOLS[0]);
+
+static int atomic_number_of(const std::string &sym)
+{
+  for (int z = 1; z < NUM_SYMBOLS; ++z)
+    if (sym == ELEMENT_SYMBOLS[z]) return z;
+  return -1;
+}
+
+/* ---------------------------------------------------------------------- */
+
+PairMACE::PairMACE(LAMMPS *lmp) : Pair(lmp)
+{
+  single_enable = 0;
+  restartinfo = 0;
+  one_coeff = 1;
+  manybody_flag = 1;
+  no_virial_fdotr_compute = 1;
+  centroidstressflag = CENTROID_NOTAVAIL;
+  cutghost = nullptr;
+
+  mode_requested = MODE_AUTO;
+  use_ghost = 0;
+  nthreads = 0;
+  freeze_model = 0;
+  optimize_executor = 1;
+  model_loaded = false;
+  dtype = torch::kFloat64;
+  r_max = 0.0;
+  num_interactions = 0;
+  nspecies = 0;
+}
+
+PairMACE::~PairMACE()
+{
+  if (allocated) {
+    memory->destroy(setflag);
+    memory->destroy(cutsq);
+    memory->destroy(cutghost);
+  }
+}
+
+void PairMACE::allocate()
+{
+  allocated = 1;
+  int n = atom->ntypes + 1;
+  memory->create(setflag, n, n, "pair:setflag");
+  memory->create(cutsq, n, n, "pair:cutsq");
+  memory->create(cutghost, n, n, "pair:cutghost");
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < n; ++j) setflag[i][j] = 0;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMACE::settings(int narg, char **arg)
+{
+  int iarg = 0;
+  while (iarg < narg) {
+    std::string key = arg[iarg];
+    if (iarg + 1 >= narg) error->all(FLERR, "Illegal pair_style mace command: {} needs a value", key);
+    std::string val = arg[iarg + 1];
+    if (key == "mode") {
+      if (val == "auto") mode_requested = MODE_AUTO;
+      else if (val == "local") mode_requested = MODE_LOCAL;
+      else if (val == "ghost") mode_requested = MODE_GHOST;
+      else error->all(FLERR, "Illegal pair_style mace mode {}: expected auto, local or ghost", val);
+    } else if (key == "threads") {
+      nthreads = utils::inumeric(FLERR, val, false, lmp);
+      if (nthreads < 0) error->all(FLERR, "Illegal pair_style mace threads {}", val);
+    } else if (key == "freeze") {
+      freeze_model = utils::logical(FLERR, val, false, lmp);
+    } else if (key == "optimize") {
+      optimize_executor = utils::logical(FLERR, val, false, lmp);
+    } else {
+      error->all(FLERR, "Illegal pair_style mace keyword {}: expected mode, threads, freeze or optimize", key);
+    }
+    iarg += 2;
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMACE::coeff(int narg, char **arg)
+{
+  if (!allocated) allocate();
+  const int ntypes = atom->ntypes;
+  if (narg != 3 + ntypes)
+    error->all(FLERR,
+               "Incorrect args for pair_coeff mace: expected * * model.lammps.pt and {} element "
+               "symbol(s), one per atom type, got {} argument(s)",
+               ntypes, narg);
+  if (strcmp(arg[0], "*") != 0 || strcmp(arg[1], "*") != 0)
+    error->all(FLERR, "pair_coeff mace must start with * *");
+
+  const std::string path = arg[2];
+  try {
+    model = torch::jit::load(path, torch::kCPU);
+  } catch (const std::exception &e) {
+    std::string msg = e.what();
+    msg = msg.substr(0, msg.find('\n'));
+    error->all(FLERR, "pair_style mace cannot load TorchScript model {}: {}", path, msg);
+  }
+  model.eval();
+
+  try {
+    r_max = model.attr("r_max").toTensor().item<double>();
+    num_interactions = (int) model.attr("num_interactions").toTensor().item<int64_t>();
+    torch::Tensor z = model.attr("atomic_numbers").toTensor().to(torch::kInt64).contiguous();
+    nspecies = (int) z.numel();
+    std::vector<int64_t> zs(z.data_ptr<int64_t>(), z.data_ptr<int64_t>() + nspecies);
+    for (const auto &p : model.parameters()) {
+      dtype = p.scalar_type();
+      break;
+    }
+
+    type_to_species.assign(ntypes + 1, -1);
+    for (int t = 1; t <= ntypes; ++t) {
+      std::string sym = arg[2 + t];
+      if (sym == "NULL") continue;
+      int zt = atomic_number_of(sym);
+      if (zt < 0) error->all(FLERR, "pair_coeff mace: unknown element symbol {} for type {}", sym, t);
+      auto it = std::find(zs.begin(), zs.end(), (int64_t) zt);
+      if (it == zs.end())
+        error->all(FLERR, "pair_coeff mace: element {} (type {}) is not in model {}", sym, t, path);
+      type_to_species[t] = (int) (it - zs.begin());
+    }
+  } catch (const c10::Error &e) {
+    error->all(FLERR, "pair_style mace: {} is not a MACE LAMMPS model (missing r_max, "
+               "num_interactions or atomic_numbers)", path);
+  }
+
+  if (freeze_model) {
+    try {
+      model = torch::jit::freeze(model);
+    } catch (const std::exception &e) {
+      if (comm->me == 0) error->warning(FLERR, "pair_style mace: could not freeze the model; using it as is");
+    }
+  }
+  torch::jit::setGraphExecutorOptimize(optimize_executor != 0);
+  if (nthreads > 0) torch::set_num_threads(nthreads);
+  model_loaded = true;
+
+  for (int i = 1; i <= ntypes; ++i)
+    for (int j = i; j <= ntypes; ++j)
+      setflag[i][j] = (type_to_species[i] >= 0 && type_to_species[j] >= 0) ? 1 : 0;
+
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair_style mace: model {} with {} element(s), r_max = {} A, {} interaction(s), {}\n",
+                   path, nspecies, r_max, num_interactions,
+                   dtype == torch::kFloat64 ? "float64" : "float32");
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMACE::init_style()
+{
+  if (!model_loaded) error->all(FLERR, "pair_style mace: pair_coeff * * model.lammps.pt ... is missing");
+  if (atom->tag_enable == 0) error->all(FLERR, "pair_style mace requires atom IDs");
+
+  if (mode_requested == MODE_GHOST) use_ghost = 1;
+  else if (mode_requested == MODE_LOCAL) use_ghost = 0;
+  else use_ghost = (comm->nprocs > 1) ? 1 : 0;
+
+  if (!use_ghost && comm->nprocs > 1)
+    error->all(FLERR, "pair_style mace mode local needs a single MPI rank; use mode ghost (or auto)");
+
+  if (use_ghost) {
+    if (force->newton_pair == 0)
+      error->all(FLERR, "pair_style mace with ghost atoms (several MPI ranks) requires newton_pair on");
+    ghostneigh = 1;
+    neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
+    // every owned atom's energy depends on atoms num_interactions * r_max away
+    double cut = num_interactions * r_max + neighbor->skin;
+    if (comm->cutghostuser < cut) comm->cutghostuser = cut;
+  } else {
+    ghostneigh = 0;
+    neighbor->add_request(this, NeighConst::REQ_FULL);
+  }
+  if (comm->me == 0)
+    utils::logmesg(lmp, "pair_style mace: {} graph mode\n",
+                   use_ghost ? "ghost-atom (MPI)" : "local (periodic shifts, one rank)");
+}
+
+double PairMACE::init_one(int i, int j)
+{
+  if (setflag[i][j] == 0 && setflag[j][i] == 0)
+    error->all(FLERR, "pair_style mace: type {} or {} has no element (NULL in pair_coeff)", i, j);
+  cutghost[i][j] = cutghost[j][i] = r_max;
+  return r_max;
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMACE::run_model(int nnodes, int nlocal_nodes, const std::vector<double> &pos,
+                         const std::vector<int64_t> &species, const std::vector<int64_t> &edges_snd,
+                         const std::vector<int64_t> &edges_rcv, const std::vector<double> &shifts,
+                         const std::vector<double> &unit_shifts, const double cell[9], bool want_virial,
+                         double &energy, std::vector<double> &forces, std::vector<double> &node_energy,
+                         double virial6[6])
+{
+  const int64_t n = nnodes;
+  const int64_t ne = (int64_t) edges_snd.size();
+  auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
+  auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+
+  torch::Tensor positions =
+      torch::from_blob((void *) pos.data(), {n, 3}, f64).to(dtype, false, true);
+  torch::Tensor t_shifts =
+      torch::from_blob((void *) shifts.data(), {ne, 3}, f64).to(dtype, false, true);
+  torch::Tensor t_unit =
+      torch::from_blob((void *) unit_shifts.data(), {ne, 3}, f64).to(dtype, false, true);
+  torch::Tensor t_cell = torch::from_blob((void *) cell, {3, 3}, f64).to(dtype, false, true);
+  torch::Tensor edge_index = torch::empty({2, ne}, i64);
+  if (ne > 0) {
+    std::memcpy(edge_index.data_ptr<int64_t>(), edges_snd.data(), ne * sizeof(int64_t));
+    std::memcpy(edge_index.data_ptr<int64_t>() + ne, edges_rcv.data(), ne * sizeof(int64_t));
+  }
+  torch::Tensor sp = torch::from_blob((void *) species.data(), {n}, i64);
+  torch::Tensor node_attrs = torch::zeros({n, (int64_t) nspecies}, torch::TensorOptions().dtype(dtype));
+  node_attrs.scatter_(1, sp.unsqueeze(1), 1.0);
+  torch::Tensor batch = torch::zeros({n}, i64);
+  torch::Tensor ptr = torch::tensor({(int64_t) 0, n}, i64);
+  torch::Tensor local_or_ghost = torch::zeros({n}, torch::TensorOptions().dtype(dtype));
+  if (nlocal_nodes > 0) local_or_ghost.narrow(0, 0, nlocal_nodes).fill_(1.0);
+
+  c10::Dict<std::string, torch::Tensor> data;
+  data.insert("positions", positions);
+  data.insert("edge_index", edge_index);
+  data.insert("shifts", t_shifts);
+  data.insert("unit_shifts", t_unit);
+  data.insert("cell", t_cell);
+  data.insert("node_attrs", node_attrs);
+  data.insert("batch", batch);
+  data.insert("ptr", ptr);
+
+  c10::IValue result;
+  try {
+    result = model.forward({data, local_or_ghost, want_virial});
+  } catch (const std::exception &e) {
+    std::string msg = e.what();
+    msg = msg.substr(0, msg.find('\n'));
+    error->one(FLERR, "pair_style mace: model evaluation failed: {}", msg);
+  }
+
+  auto out = result.toGenericDict();
+  auto e_iv = out.at("total_energy_local");
+  auto f_iv = out.at("forces");
+  if (e_iv.isNone() || f_iv.isNone()) error->one(FLERR, "pair_style mace: the model returned no energy");
+  energy = e_iv.toTensor().to(torch::kFloat64).sum().item<double>();
+
+  torch::Tensor f = f_iv.toTensor().to(torch::kFloat64).contiguous();
+  forces.assign(f.data_ptr<double>(), f.data_ptr<double>() + 3 * n);
+
+  auto ne_iv = out.at("node_energy");
+  if (!ne_iv.isNone()) {
+    torch::Tensor ee = ne_iv.toTensor().to(torch::kFloat64).contiguous();
+    node_energy.assign(ee.data_ptr<double>(), ee.data_ptr<double>() + n);
+  } else {
+    node_energy.assign(n, 0.0);
+  }
+
+  for (int k = 0; k < 6; ++k) virial6[k] = 0.0;
+  if (want_virial) {
+    auto v_iv = out.at("virials");
+    if (!v_iv.isNone()) {
+      torch::Tensor v = v_iv.toTensor().to(torch::kFloat64).reshape({3, 3}).contiguous();
+      const double *w = v.data_ptr<double>();
+      // LAMMPS order xx, yy, zz, xy, xz, yz; the model's virial is -dE/d(strain), symmetric
+      virial6[0] = w[0];
+      virial6[1] = w[4];
+      virial6[2] = w[8];
+      virial6[3] = 0.5 * (w[1] + w[3]);
+      virial6[4] = 0.5 * (w[2] + w[6]);
+      virial6[5] = 0.5 * (w[5] + w[7]);
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------- */
+
+void PairMACE::compute(int eflag, int vflag)
+{
+  ev_init(eflag, vflag);
+  if (vflag_atom) error->all(FLERR, "pair_style mace does not compute per-atom virials");
+
+  double **x = atom->x;
+  double **f = atom->f;
+  int *type = atom->type;
+  tagint *tag = atom->tag;
+  const int nlocal = atom->nlocal;
+  const int nall = nlocal + atom->nghost;
+  const double rmax2 = r_max * r_max;
+
+  const int inum = list->inum;
+  const int *ilist = list->ilist;
+  const int *numneigh = list->numneigh;
+  int **firstneigh = list->firstneigh;
+
+  // cell: rows are the LAMMPS box vectors a = (xprd,0,0), b = (xy,yprd,0), c = (xz,yz,zprd)
+  const double *h = domain->h;
+  double cell[9] = {h[0], 0.0, 0.0, h[5], h[1], 0.0, h[4], h[3], h[2]};
+
+  std::vector<double> pos;
+  std::vector<int64_t> species, snd, rcv;
+  std::vector<double> shifts, unit_shifts;
+  int nnodes, nlocal_nodes;
+
+  if (!use_ghost) {
+    // ----- local mode: owned atoms only, ghost neighbours folded back with integer cell shifts
+    nnodes = nlocal_nodes = nlocal;
+    tagint maxtag = 0;
+    for (int i = 0; i < nlocal; ++i) maxtag = std::max(maxtag, tag[i]);
+    tag_to_local.assign((size_t) maxtag + 1, -1);
+    for (int i = 0; i < nlocal; ++i) tag_to_local[tag[i]] = i;
+
+    pos.resize(3 * (size_t) nlocal);
+    species.resize(nlocal);
+    for (int i = 0; i < nlocal; ++i) {
+      pos[3 * i] = x[i][0];
+      pos[3 * i + 1] = x[i][1];
+      pos[3 * i + 2] = x[i][2];
+      species[i] = type_to_species[type[i]];
+    }
+    for (int ii = 0; ii < inum; ++ii) {
+      const int i = ilist[ii];
+      const int *jlist = firstneigh[i];
+      for (int jj = 0; jj < numneigh[i]; ++jj) {
+        const int j = jlist[jj] & NEIGHMASK;
+        const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+        if (dx * dx + dy * dy + dz * dz >= rmax2) continue;
+        int jl = j;
+        if (j >= nlocal) {
+          jl = (tag[j] <= maxtag) ? tag_to_local[tag[j]] : -1;
+          if (jl < 0) error->one(FLERR, "pair_style mace: ghost atom {} has no owned image", tag[j]);
+        }
+        // x[j] = x[jl] + n0 a + n1 b + n2 c
+        const double sx = x[j][0] - x[jl][0], sy = x[j][1] - x[jl][1], sz = x[j][2] - x[jl][2];
+        const double n2 = std::nearbyint(sz / h[2]);
+        const double n1 = std::nearbyint((sy - n2 * h[3]) / h[1]);
+        const double n0 = std::nearbyint((sx - n1 * h[5] - n2 * h[4]) / h[0]);
+        snd.push_back(i);
+        rcv.push_back(jl);
+        unit_shifts.push_back(n0);
+        unit_shifts.push_back(n1);
+        unit_shifts.push_back(n2);
+        shifts.push_back(n0 * h[0] + n1 * h[5] + n2 * h[4]);
+        shifts.push_back(n1 * h[1] + n2 * h[3]);
+        shifts.push_back(n2 * h[2]);
+      }
+    }
+  } else {
+    // ----- ghost mode: owned + ghost atoms as nodes, plain Cartesian edges, no shifts
+    nnodes = nall;
+    nlocal_nodes = nlocal;
+    pos.resize(3 * (size_t) nall);
+    species.resize(nall);
+    for (int i = 0; i < nall; ++i) {
+      pos[3 * i] = x[i][0];
+      pos[3 * i + 1] = x[i][1];
+      pos[3 * i + 2] = x[i][2];
+      int s = type_to_species[type[i]];
+      species[i] = s < 0 ? 0 : s;
+    }
+    const int ntot = inum + list->gnum;
+    for (int ii = 0; ii < ntot; ++ii) {
+      const int i = ilist[ii];
+      const int *jlist = firstneigh[i];
+      for (int jj = 0; jj < numneigh[i]; ++jj) {
+        const int j = jlist[jj] & NEIGHMASK;
+        const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+        if (dx * dx + dy * dy + dz * dz >= rmax2) continue;
+        snd.push_back(i);
+        rcv.push_back(j);
+      }
+    }
+    shifts.assign(3 * snd.size(), 0.0);
+    unit_shifts.assign(3 * snd.size(), 0.0);
+  }
+
+  const bool want_virial = vflag_global != 0;
+  double energy = 0.0, vir[6];
+  std::vector<double> fout, eout;
+  if (nnodes > 0) {
+    run_model(nnodes, nlocal_nodes, pos, species, snd, rcv, shifts, unit_shifts, cell, want_virial,
+              energy, fout, eout, vir);
+  } else {
+    for (int k = 0; k < 6; ++k) vir[k] = 0.0;
+  }
+
+  for (int i = 0; i < nnodes; ++i) {
+    f[i][0] += fout[3 * i];
+    f[i][1] += fout[3 * i + 1];
+    f[i][2] += fout[3 * i + 2];
+  }
+  if (eflag_global) eng_vdwl += energy;
+  if (eflag_atom)
+    for (int i = 0; i < nlocal_nodes; ++i) eatom[i] += eout[i];
+  if (want_virial)
+    for (int k = 0; k < 6; ++k) virial[k] += vir[k];
+}

@@ -1,0 +1,61 @@
+/* -*- c++ -*- ----------------------------------------------------------
+   firemlip: pair_style mace, a LAMMPS plugin evaluating a TorchScript MACE model.
+
+   This file is part of the firemlip LAMMPS plugin. It is compiled against the
+   LAMMPS headers and is therefore distributed under the GNU General Public
+   License, version 2 (see plugin/LICENSE).
+------------------------------------------------------------------------- */
+
+#ifndef FIREMLIP_PAIR_MACE_H
+#define FIREMLIP_PAIR_MACE_H
+
+#include "pair.h"
+
+#include <torch/script.h>
+
+#include <string>
+#include <vector>
+
+namespace LAMMPS_NS {
+
+class PairMACE : public Pair {
+ public:
+  PairMACE(class LAMMPS *);
+  ~PairMACE() override;
+
+  void compute(int, int) override;
+  void settings(int, char **) override;
+  void coeff(int, char **) override;
+  void init_style() override;
+  double init_one(int, int) override;
+
+ protected:
+  enum { MODE_AUTO = 0, MODE_LOCAL = 1, MODE_GHOST = 2 };
+
+  int mode_requested;    // auto | local | ghost (pair_style keyword)
+  int use_ghost;         // mode chosen in init_style()
+  int nthreads;          // torch intra-op threads (0: leave torch's default)
+  int freeze_model;      // torch::jit::freeze the module after loading
+  int optimize_executor; // graph-executor optimisation (profiling) on/off
+
+  torch::jit::Module model;
+  bool model_loaded;
+  torch::Dtype dtype;
+  double r_max;           // model cut-off (Angstrom)
+  int num_interactions;   // message-passing layers (receptive field = num_interactions * r_max)
+  int nspecies;           // number of elements known to the model
+  std::vector<int> type_to_species;    // LAMMPS type -> model species index (-1: not mapped)
+  std::vector<int> tag_to_local;       // scratch: atom ID -> owned local index (local mode)
+
+  void allocate();
+  void run_model(int nnodes, int nlocal_nodes, const std::vector<double> &pos,
+                 const std::vector<int64_t> &species, const std::vector<int64_t> &edges_snd,
+                 const std::vector<int64_t> &edges_rcv, const std::vector<double> &shifts,
+                 const std::vector<double> &unit_shifts, const double cell[9], bool want_virial,
+                 double &energy, std::vector<double> &forces, std::vector<double> &node_energy,
+                 double virial6[6]);
+};
+
+}    // namespace LAMMPS_NS
+
+#endif
