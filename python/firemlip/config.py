@@ -17,7 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
 
 from firemlip.errors import ConfigError, require_file
 
@@ -80,8 +88,11 @@ class LabelStage(_Strict):
 
 
 class FinetuneStage(_Strict):
+    """Fine-tuning (``prefit`` on the perturbed set, ``finetune`` on the selected set); epochs, lr per step."""
+
     enabled: bool = True
     strategy: Literal["fire", "vanilla", "scratch", "mace-multihead"] = "fire"
+    baselines: list[Literal["vanilla", "scratch", "mace-multihead"]] = Field(default_factory=list)
     epochs: PositiveInt = 50
     replay: str | None = None
     replay_ratio: float = Field(1.0, ge=0)
@@ -92,13 +103,64 @@ class FinetuneStage(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class LabelSelectedStage(_Strict):
+    """Labels for the selected frames: from the labeller, or from an existing labelled file (``data``)."""
+
+    enabled: bool = True
+    data: str | None = None
+    split: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+
+class EvaluateStage(_Strict):
+    """Held-out evaluation; ``test`` defaults to the selected set's test split (eV, eV/Å, GPa metrics)."""
+
+    enabled: bool = True
+    test: str | None = None
+    zero_shot: bool = True
+
+
+class ExportStage(_Strict):
+    enabled: bool = True
+    dtype: Literal["float64", "float32"] = "float64"
+
+
+class DiffusionRun(_Strict):
+    temperatures_K: list[PositiveFloat] = Field(default_factory=lambda: [600.0, 800.0])
+    steps: PositiveInt = 2000
+    equil_steps: PositiveInt = 200
+    dump_every: PositiveInt = 10
+    timestep_fs: PositiveFloat = 1.0
+    species: str = "Li"
+    supercell: tuple[int, int, int] = (1, 1, 1)
+
+
+class ElasticRun(_Strict):
+    strain: PositiveFloat = 0.005
+    structure: str | None = None
+
+
+class MDStage(_Strict):
+    """Production MD in LAMMPS with the exported model: diffusion at several temperatures and elastic constants."""
+
+    enabled: bool = True
+    diffusion: DiffusionRun | None = Field(default_factory=DiffusionRun)
+    elastic: ElasticRun | None = Field(default_factory=ElasticRun)
+    np: PositiveInt = 1
+    seed: int = 0
+
+
 class SampleStage(_Strict):
+    """MD sampling of the candidate pool (temperatures in K, timestep in fs)."""
+
     enabled: bool = True
     temperatures_K: list[PositiveFloat] = Field(default_factory=lambda: [300.0, 600.0, 900.0])
     steps: PositiveInt = 1000
     interval: PositiveInt = 10
     timestep_fs: PositiveFloat = 1.0
     engine: Literal["lammps", "ase"] = "lammps"
+    dtype: Literal["float64", "float32"] = "float64"
+    workers: PositiveInt = 1
     seed: int = 0
 
 
@@ -117,7 +179,11 @@ class Stages(_Strict):
     prefit: FinetuneStage | None = None
     sample: SampleStage | None = None
     select: SelectStage | None = None
+    label_selected: LabelSelectedStage | None = None
     finetune: FinetuneStage | None = None
+    evaluate: EvaluateStage | None = None
+    export: ExportStage | None = None
+    md: MDStage | None = None
 
 
 class RunConfig(_Strict):

@@ -111,6 +111,253 @@ def _label_body(ctx: Context, rec: StageRecord) -> None:
     rec.extra["labelling"] = rep
 
 
+def _foundation_inputs(ctx: Context) -> dict[str, Path]:
+    m = ctx.cfg.foundation.model
+    if m and ctx.cfg.path(m).exists():
+        return {"model": ctx.cfg.path(m)}
+    return {}
+
+
+def _foundation_params(ctx: Context) -> dict[str, Any]:
+    return {**ctx.cfg.foundation.model_dump(), "device": ctx.cfg.device}
+
+
+def _foundation_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.foundation import load_model, model_info, resolve_foundation
+
+    fc = ctx.cfg.foundation
+    if fc.model:
+        name = fc.model
+        local = ctx.cfg.path(name)
+        src = resolve_foundation(str(local) if local.exists() else name)
+        shutil.copy2(src, rec.stage_dir / "foundation.model")
+        rec.extra["foundation"] = {"how": "file" if local.exists() else "named", "name": name, "path": str(src)}
+    elif fc.distill is not None:
+        from firemlip.distill import distill_foundation
+
+        d = fc.distill
+        out = distill_foundation(teacher=d.teacher, elements=d.elements, size=d.size,
+                                 budget_minutes=d.budget_minutes, out_dir=rec.stage_dir / "distill",
+                                 device=ctx.cfg.device, seed=ctx.cfg.seed)
+        shutil.copy2(out["model"], rec.stage_dir / "foundation.model")
+        shutil.copy2(out["pretrain"], rec.stage_dir / "pretrain.extxyz")
+        rec.outputs.append("pretrain.extxyz")
+        rec.extra["foundation"] = {"how": "distilled", "teacher": d.teacher, "report": out.get("report")}
+    else:
+        raise FiremlipError("foundation: give foundation.model (a name such as mace-mp-0-small or a .model path) "
+                            "or foundation.distill")
+    rec.outputs.insert(0, "foundation.model")
+    info = model_info(load_model(rec.stage_dir / "foundation.model"))
+    rec.extra["model_info"] = info
+
+
+def _replay_file(ctx: Context) -> Path | None:
+    """The replay set: the config's file, else the distilled foundation's pretraining set, else None (pseudo)."""
+    ft = ctx.cfg.stages.finetune
+    if ft is not None and ft.replay:
+        return ctx.cfg.path(ft.replay)
+    pre = ctx.output("foundation", "pretrain.extxyz")
+    return pre if pre.exists() else None
+
+
+def _finetune_opts(st: Any) -> dict[str, Any]:
+    return {"batch_size": st.batch_size, "lr": st.lr, "dtype": st.dtype, **st.options}
+
+
+def _prefit_inputs(ctx: Context) -> dict[str, Path]:
+    inp = {"foundation": ctx.output("foundation", "foundation.model"),
+           "train": ctx.output("label", "labelled.extxyz")}
+    rp = _replay_file(ctx)
+    if rp is not None:
+        inp["replay"] = rp
+    return inp
+
+
+def _prefit_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.training.api import finetune
+
+    st = ctx.cfg.stages.prefit
+    assert st is not None
+    inp = _prefit_inputs(ctx)
+    model = finetune(st.strategy, inp["foundation"], inp["train"], None, rec.stage_dir / "train",
+                     replay=inp.get("replay"), replay_ratio=st.replay_ratio, epochs=st.epochs,
+                     device=ctx.cfg.device, seed=st.seed, **_finetune_opts(st))
+    shutil.copy2(model, rec.stage_dir / "prefit.model")
+    rec.outputs.append("prefit.model")
+
+
+def _sampling_model(ctx: Context) -> Path:
+    pre = ctx.cfg.stages.prefit
+    if pre is not None and pre.enabled:
+        return ctx.output("prefit", "prefit.model")
+    return ctx.output("foundation", "foundation.model")
+
+
+def _sample_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.sampling import sample
+
+    st = ctx.cfg.stages.sample
+    assert st is not None
+    sample(_sampling_model(ctx), ctx.output("structures", "structures.extxyz"), st.temperatures_K, st.steps,
+           st.interval, engine=st.engine, out_path=rec.stage_dir / "pool.extxyz", timestep_fs=st.timestep_fs,
+           seed=st.seed, device=ctx.cfg.device, workers=st.workers, dtype=st.dtype, manifest=False)
+    rec.outputs.append("pool.extxyz")
+
+
+def _select_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.selection import select
+
+    st = ctx.cfg.stages.select
+    assert st is not None
+    res = select(ctx.output("sample", "pool.extxyz"), st.sizes, st.method, st.seed, rec.stage_dir,
+                 split=st.split, manifest=False, **st.soap)
+    n = st.sizes[0]
+    shutil.copy2(rec.stage_dir / f"n{n}" / "selected.extxyz", rec.stage_dir / "selected.extxyz")
+    rec.outputs += ["selected.extxyz", f"n{n}/pca.png"]
+    rec.extra["selection"] = {k: v for k, v in res.items() if k != "frames"} if isinstance(res, dict) else {}
+
+
+def _label_selected_inputs(ctx: Context) -> dict[str, Path]:
+    st = ctx.cfg.stages.label_selected
+    assert st is not None
+    if st.data:
+        return {"data": ctx.cfg.path(st.data)}
+    return {"selected": ctx.output("select", "selected.extxyz")}
+
+
+def _label_selected_body(ctx: Context, rec: StageRecord) -> None:
+    import numpy as np
+
+    from firemlip.io import read_frames, require_labels, write_frames
+    from firemlip.labelling import label_file
+
+    st = ctx.cfg.stages.label_selected
+    assert st is not None
+    if st.data:
+        src = ctx.cfg.path(st.data)
+        frames = read_frames(src)
+        require_labels(frames, str(src))
+        rec.extra["labels"] = {"from": "bundled data", "path": str(src)}
+    else:
+        lab = ctx.cfg.labeller
+        rep = label_file(str(ctx.output("select", "selected.extxyz")), str(rec.stage_dir / "labelled.extxyz"),
+                         lab.calculator, lab.settings, str(ctx.run_dir / "label-cache"), lab.workers, lab.dask,
+                         str(rec.stage_dir / "failed.extxyz"))
+        frames = read_frames(rec.stage_dir / "labelled.extxyz")
+        rec.extra["labels"] = {"from": "labeller", **rep}
+    fr = np.asarray(st.split, dtype=float)
+    if fr.min() < 0 or not np.isclose(fr.sum(), 1.0):
+        raise FiremlipError(f"stages.label_selected.split: expected three fractions summing to 1, got {st.split}")
+    order = np.random.default_rng(st.seed).permutation(len(frames))
+    n_test = max(1, int(round(fr[2] * len(frames))))
+    n_valid = max(1, int(round(fr[1] * len(frames))))
+    if len(frames) < n_test + n_valid + 1:
+        raise FiremlipError(f"label_selected: {len(frames)} labelled frames are too few to split {st.split}")
+    parts = {"test": order[:n_test], "valid": order[n_test:n_test + n_valid], "train": order[n_test + n_valid:]}
+    for name, idx in parts.items():
+        write_frames(rec.stage_dir / f"{name}.extxyz", [frames[i] for i in sorted(idx)])
+        rec.outputs.append(f"{name}.extxyz")
+    rec.extra["sizes"] = {k: len(v) for k, v in parts.items()}
+
+
+def _finetune_inputs(ctx: Context) -> dict[str, Path]:
+    inp = {"foundation": ctx.output("foundation", "foundation.model"),
+           "train": ctx.output("label_selected", "train.extxyz"),
+           "valid": ctx.output("label_selected", "valid.extxyz")}
+    rp = _replay_file(ctx)
+    if rp is not None:
+        inp["replay"] = rp
+    return inp
+
+
+def _finetune_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.training.api import finetune
+
+    st = ctx.cfg.stages.finetune
+    assert st is not None
+    inp = _finetune_inputs(ctx)
+    models = {}
+    for strategy in [st.strategy, *[b for b in st.baselines if b != st.strategy]]:
+        t0 = time.time()
+        m = finetune(strategy, inp["foundation"], inp["train"], inp["valid"], rec.stage_dir / strategy,
+                     replay=inp.get("replay"), replay_ratio=st.replay_ratio, epochs=st.epochs,
+                     device=ctx.cfg.device, seed=st.seed, **_finetune_opts(st))
+        shutil.copy2(m, rec.stage_dir / f"{strategy}.model")
+        rec.outputs.append(f"{strategy}.model")
+        models[strategy] = {"wall_time_s": round(time.time() - t0, 1)}
+    rec.extra["models"] = models
+    replay = inp.get("replay") or rec.stage_dir / st.strategy / "replay_pseudo.extxyz"
+    if Path(replay).exists():
+        shutil.copy2(replay, rec.stage_dir / "replay.extxyz")
+        rec.outputs.append("replay.extxyz")
+
+
+def _evaluate_inputs(ctx: Context) -> dict[str, Path]:
+    st = ctx.cfg.stages.evaluate
+    assert st is not None
+    inp = {"test": ctx.cfg.path(st.test) if st.test else ctx.output("label_selected", "test.extxyz"),
+           "foundation": ctx.output("foundation", "foundation.model")}
+    ft = ctx.cfg.stages.finetune
+    assert ft is not None
+    for s in [ft.strategy, *ft.baselines]:
+        inp[f"model_{s}"] = ctx.output("finetune", f"{s}.model")
+    rp = ctx.output("finetune", "replay.extxyz")
+    if rp.exists():
+        inp["replay"] = rp
+    return inp
+
+
+def _evaluate_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.evaluation import evaluate
+    from firemlip.workflow.manifest import write_json
+
+    st = ctx.cfg.stages.evaluate
+    assert st is not None
+    inp = _evaluate_inputs(ctx)
+    models = {k[6:]: v for k, v in inp.items() if k.startswith("model_")}
+    if st.zero_shot:
+        models = {"foundation": inp["foundation"], **models}
+    table = {}
+    for name, path in models.items():
+        datasets = {"test": inp["test"]}
+        if "replay" in inp:
+            datasets["replay"] = inp["replay"]
+        res = evaluate(path, datasets, rec.stage_dir / name, device=ctx.cfg.device,
+                       foundation=inp["foundation"] if "replay" in inp else None,
+                       replay="replay" if "replay" in inp else None)
+        t = res["datasets"]["test"]
+        row = {"test": t}
+        if "forgetting" in res:
+            row["forgetting"] = res["forgetting"]
+        table[name] = row
+        rec.outputs.append(f"{name}/metrics.json")
+    write_json(rec.stage_dir / "comparison.json", table)
+    rec.outputs.append("comparison.json")
+
+
+def _export_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.lammps import export_model
+
+    st = ctx.cfg.stages.export
+    ft = ctx.cfg.stages.finetune
+    assert st is not None and ft is not None
+    out = export_model(ctx.output("finetune", f"{ft.strategy}.model"), rec.stage_dir / "fire.lammps.pt",
+                       dtype=st.dtype)
+    rec.outputs += [Path(out).name, Path(out).with_suffix(".json").name]
+
+
+def _enabled(name: str) -> Callable[[RunConfig], bool]:
+    def check(c: RunConfig) -> bool:
+        st = getattr(c.stages, name)
+        return st is not None and st.enabled
+
+    return check
+
+
+def _needs_foundation(c: RunConfig) -> bool:
+    return any(_enabled(n)(c) for n in ("prefit", "sample", "finetune"))
+
+
 STAGES: list[Stage] = [
     Stage("structures", lambda c: True, _structures_inputs, _structures_params, _structures_body,
           "read or build the input structures"),
@@ -122,6 +369,30 @@ STAGES: list[Stage] = [
           lambda ctx: {"labeller": ctx.cfg.labeller.model_dump(exclude={"workers", "dask"}),
                        **ctx.cfg.stages.label.model_dump()},
           _label_body, "first-principles labels"),
+    Stage("foundation", _needs_foundation, _foundation_inputs, _foundation_params, _foundation_body,
+          "resolve (download, verify) or distil the foundation model"),
+    Stage("prefit", _enabled("prefit"), _prefit_inputs,
+          lambda ctx: {**ctx.cfg.stages.prefit.model_dump(), "device": ctx.cfg.device}, _prefit_body,
+          "pre-fine-tune the foundation on the labelled perturbed set"),
+    Stage("sample", _enabled("sample"),
+          lambda ctx: {"model": _sampling_model(ctx), "structures": ctx.output("structures", "structures.extxyz")},
+          lambda ctx: {**ctx.cfg.stages.sample.model_dump(exclude={"workers"}), "device": ctx.cfg.device},
+          _sample_body, "MD sampling of the candidate pool"),
+    Stage("select", _enabled("select"), lambda ctx: {"pool": ctx.output("sample", "pool.extxyz")},
+          lambda ctx: ctx.cfg.stages.select.model_dump(), _select_body, "SOAP → PCA → K-means selection"),
+    Stage("label_selected", _enabled("label_selected"), _label_selected_inputs,
+          lambda ctx: {**ctx.cfg.stages.label_selected.model_dump(),
+                       "labeller": ctx.cfg.labeller.model_dump(exclude={"workers", "dask"})},
+          _label_selected_body, "labels of the selected frames and the train/valid/test split"),
+    Stage("finetune", _enabled("finetune"), _finetune_inputs,
+          lambda ctx: {**ctx.cfg.stages.finetune.model_dump(), "device": ctx.cfg.device}, _finetune_body,
+          "fine-tune with replay (and baselines)"),
+    Stage("evaluate", _enabled("evaluate"), _evaluate_inputs,
+          lambda ctx: ctx.cfg.stages.evaluate.model_dump(), _evaluate_body,
+          "RMSE on held-out data, parity plots, forgetting"),
+    Stage("export", _enabled("export"),
+          lambda ctx: {"model": ctx.output("finetune", f"{ctx.cfg.stages.finetune.strategy}.model")},
+          lambda ctx: ctx.cfg.stages.export.model_dump(), _export_body, "export the model to LAMMPS"),
 ]
 
 

@@ -1,0 +1,382 @@
+"""Evaluation of MACE models on labelled data: errors, parity plots, forgetting, learning curves.
+
+Errors (model − reference): energy RMSE/MAE in meV/atom (total energy divided by the number of atoms), force
+RMSE/MAE in meV/Å (over all Cartesian components), stress RMSE in GPa (over the six Voigt components;
+1 eV/Å³ = 160.2177 GPa) — overall, per ``config_type`` and (forces) per element.
+
+**Forgetting ratio.** For a replay / pretraining-like set R with reference labels,
+``forgetting_ratio_X = RMSE_X(fine-tuned model, R) / RMSE_X(foundation, R)`` for X = energy (meV/atom) and
+forces (meV/Å). 1 means nothing was forgotten, > 1 that the fine-tuned model is worse than the foundation on
+the data it was pretrained on. When R carries the foundation's own pseudo-labels the denominator is ~0; the ratio
+is then reported as None and ``deviation_from_foundation`` (the model's RMSE against the foundation's
+predictions) measures the forgetting instead.
+
+CLI: ``firemlip evaluate MODEL DATA... -o DIR`` and ``firemlip benchmark learning-curve ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firemlip.errors import FiremlipError
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+EV_A3_TO_GPA = 160.21766208
+PathLike = str | os.PathLike[str]
+
+
+def _rmse(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x)))) if x.size else float("nan")
+
+
+def _mae(x: np.ndarray) -> float:
+    return float(np.mean(np.abs(x))) if x.size else float("nan")
+
+
+def error_metrics(frames: Sequence, pred) -> dict[str, Any]:
+    """Energy (meV/atom), force (meV/Å) and stress (GPa) errors of predictions against ``REF_*`` labels."""
+    nat = np.array([len(a) for a in frames], dtype=float)
+    e_ref = np.array([a.info["REF_energy"] for a in frames], dtype=float)
+    de = (np.asarray(pred.energy) - e_ref) / nat * 1000.0
+    df = np.concatenate([(pred.forces[i] - a.arrays["REF_forces"]).ravel() for i, a in enumerate(frames)]) * 1000.0
+    out: dict[str, Any] = {"n_frames": len(frames), "n_atoms": int(nat.sum()),
+                           "energy_rmse_meV_atom": _rmse(de), "energy_mae_meV_atom": _mae(de),
+                           "forces_rmse_meV_A": _rmse(df), "forces_mae_meV_A": _mae(df)}
+    if pred.stress is not None:
+        ds = [(pred.stress[i] - np.asarray(a.info["REF_stress"], dtype=float).reshape(6)) * EV_A3_TO_GPA
+              for i, a in enumerate(frames) if "REF_stress" in a.info]
+        if ds:
+            out["stress_rmse_GPa"] = _rmse(np.concatenate(ds))
+    return out
+
+
+def _subset_pred(pred, idx: Sequence[int]):
+    from firemlip.training.data import Predictions
+
+    return Predictions(np.asarray(pred.energy)[list(idx)], [pred.forces[i] for i in idx],
+                       None if pred.stress is None else np.asarray(pred.stress)[list(idx)])
+
+
+def dataset_metrics(frames: Sequence, pred) -> dict[str, Any]:
+    """Overall, per ``config_type`` and per-element force errors of one dataset."""
+    res = {"overall": error_metrics(frames, pred)}
+    types: dict[str, list[int]] = {}
+    for i, a in enumerate(frames):
+        types.setdefault(str(a.info.get("config_type", "Default")), []).append(i)
+    res["per_config_type"] = {t: error_metrics([frames[i] for i in idx], _subset_pred(pred, idx))
+                              for t, idx in sorted(types.items())}
+    per_el: dict[str, list[np.ndarray]] = {}
+    for i, a in enumerate(frames):
+        d = (pred.forces[i] - a.arrays["REF_forces"]) * 1000.0
+        for s, row in zip(a.get_chemical_symbols(), d, strict=True):
+            per_el.setdefault(s, []).append(row)
+    res["forces_per_element"] = {s: {"forces_rmse_meV_A": _rmse(np.concatenate(v)),
+                                     "forces_mae_meV_A": _mae(np.concatenate(v)), "n_atoms": len(v)}
+                                 for s, v in sorted(per_el.items())}
+    return res
+
+
+def _load_dataset(path: PathLike, model) -> list:
+    from firemlip.foundation import check_elements
+    from firemlip.io import read_frames, require_labels
+
+    frames = read_frames(path, what="dataset")
+    require_labels(frames, os.fspath(path), forces=True)
+    check_elements(model, frames, path)
+    return frames
+
+
+def parity_plot(panels: Mapping[str, tuple[Sequence, Any]], path: PathLike, title: str = "") -> None:
+    """PNG with one column per dataset: energy per atom (eV/atom) and force components (eV/Å), predicted vs
+    reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from firemlip.io import atomic_path
+
+    n = max(1, len(panels))
+    fig, axes = plt.subplots(2, n, figsize=(3.6 * n, 7), squeeze=False)
+    for j, (name, (frames, pred)) in enumerate(panels.items()):
+        nat = np.array([len(a) for a in frames], dtype=float)
+        er = np.array([a.info["REF_energy"] for a in frames]) / nat
+        ep = np.asarray(pred.energy) / nat
+        fr = np.concatenate([a.arrays["REF_forces"].ravel() for a in frames])
+        fp = np.concatenate([f.ravel() for f in pred.forces])
+        for ax, x, y, unit, what in ((axes[0, j], er, ep, "eV/atom", "energy"),
+                                     (axes[1, j], fr, fp, "eV/Å", "force")):
+            ax.scatter(x, y, s=6, alpha=0.6)
+            lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+            ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+            rmse = _rmse((y - x) * 1000.0)
+            ax.set_title(f"{name}: {what} RMSE {rmse:.1f} m{unit}", fontsize=9)
+            ax.set_xlabel(f"reference ({unit})")
+            ax.set_ylabel(f"predicted ({unit})")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def _forgetting(model_m: Mapping[str, Any], found_m: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, tol in (("energy_rmse_meV_atom", 1e-3), ("forces_rmse_meV_A", 1e-3)):
+        den = found_m.get(key)
+        num = model_m.get(key)
+        short = key.split("_")[0]
+        out[f"foundation_{key}"] = den
+        out[f"model_{key}"] = num
+        out[f"forgetting_ratio_{short}"] = (num / den) if den is not None and den > tol else None
+    return out
+
+
+def evaluate(model_path: PathLike, datasets: Mapping[str, PathLike], out_dir: PathLike, device: str = "cpu",
+             foundation: PathLike | None = None, replay: str | PathLike | None = None, head: str | None = None,
+             dtype: str = "float64", batch_size: int = 8, plot: bool = True) -> dict[str, Any]:
+    """Evaluate ``model_path`` on each labelled dataset; write ``metrics.json``, ``metrics.csv``, ``parity.png``.
+
+    ``datasets`` maps a name to an extxyz with ``REF_energy``/``REF_forces`` (``REF_stress`` optional).
+    ``replay`` (a key of ``datasets`` or a path) with ``foundation`` (path or name) adds the forgetting ratio
+    (see the module docstring): ``result["forgetting"]``. Returns the dict written to ``metrics.json``.
+    """
+    from firemlip.foundation import load_model, resolve_foundation
+    from firemlip.training.data import predict
+    from firemlip.workflow.manifest import write_json
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if not datasets:
+        raise FiremlipError("evaluate: no datasets given")
+    model = load_model(model_path, device=device, dtype=dtype)
+    result: dict[str, Any] = {"model": str(resolve_foundation(model_path, download=False)), "datasets": {}}
+    panels: dict[str, tuple[Sequence, Any]] = {}
+    loaded: dict[str, list] = {}
+    for name, path in datasets.items():
+        frames = _load_dataset(path, model)
+        loaded[name] = frames
+        pred = predict(model, frames, device=device, head=head, batch_size=batch_size)
+        panels[name] = (frames, pred)
+        result["datasets"][name] = {"path": os.fspath(path), **dataset_metrics(frames, pred)}
+    if replay is not None:
+        if foundation is None:
+            raise FiremlipError("evaluate: --replay needs --foundation (the forgetting ratio compares to it)")
+        rname = os.fspath(replay)
+        if rname in loaded:
+            rframes, rpred = panels[rname]
+        else:
+            rframes = _load_dataset(rname, model)
+            rpred = predict(model, rframes, device=device, head=head, batch_size=batch_size)
+        fmodel = load_model(foundation, device=device, dtype=dtype)
+        fpred = predict(fmodel, rframes, device=device, batch_size=batch_size)
+        mm, fm = error_metrics(rframes, rpred), error_metrics(rframes, fpred)
+        forget = {"replay": rname, "foundation": str(resolve_foundation(foundation, download=False)),
+                  **_forgetting(mm, fm)}
+        nat = np.array([len(a) for a in rframes], dtype=float)
+        forget["deviation_from_foundation_energy_meV_atom"] = _rmse(
+            (np.asarray(rpred.energy) - np.asarray(fpred.energy)) / nat * 1000)
+        forget["deviation_from_foundation_forces_meV_A"] = _rmse(
+            np.concatenate([(a - b).ravel() for a, b in zip(rpred.forces, fpred.forces, strict=True)]) * 1000)
+        result["forgetting"] = forget
+    write_json(out / "metrics.json", result)
+    _write_metrics_csv(out / "metrics.csv", result)
+    if plot:
+        parity_plot(panels, out / "parity.png", title=Path(os.fspath(model_path)).name)
+    return result
+
+
+def _write_metrics_csv(path: Path, result: Mapping[str, Any]) -> None:
+    from firemlip.io import write_text_atomic
+
+    cols = ["dataset", "subset", "n_frames", "n_atoms", "energy_rmse_meV_atom", "energy_mae_meV_atom",
+            "forces_rmse_meV_A", "forces_mae_meV_A", "stress_rmse_GPa"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    for name, d in result["datasets"].items():
+        w.writerow({"dataset": name, "subset": "all", **d["overall"]})
+        for t, m in d["per_config_type"].items():
+            w.writerow({"dataset": name, "subset": f"config_type={t}", **m})
+    write_text_atomic(path, buf.getvalue())
+
+
+# ------------------------------------------------------------------------------------------ learning curves
+
+def learning_curve(foundation: PathLike, train: PathLike, test: PathLike, out_dir: PathLike,
+                   sizes: Sequence[int], strategies: Sequence[str] = ("fire", "vanilla", "scratch"),
+                   valid: PathLike | None = None, replay: PathLike | None = None, epochs: int = 50,
+                   device: str = "cpu", seed: int = 0, **opts: Any) -> list[dict[str, Any]]:
+    """For each size and strategy fine-tune on the same first ``size`` frames of a seeded permutation of
+    ``train`` (nested subsets), evaluate on ``test``; record wall time (s). Writes ``learning_curve.csv``,
+    ``learning_curve.json`` and ``learning_curve.png`` (energy and force RMSE vs training-set size, one line per
+    strategy, the foundation's zero-shot error as a dashed line). Returns the table rows."""
+    from firemlip.foundation import load_model
+    from firemlip.io import read_frames, write_frames
+    from firemlip.training import finetune
+    from firemlip.training.data import predict
+    from firemlip.workflow.manifest import write_json
+
+    out = Path(out_dir)
+    frames = read_frames(train, what="training file")
+    sizes = sorted({int(s) for s in sizes})
+    if not sizes or sizes[0] <= 0:
+        raise FiremlipError("learning-curve: sizes must be positive integers")
+    if sizes[-1] > len(frames):
+        raise FiremlipError(f"{os.fspath(train)}: {len(frames)} frames, fewer than the largest size {sizes[-1]}")
+    perm = np.random.default_rng([int(seed), 53]).permutation(len(frames))
+    fmodel = load_model(foundation, device=device, dtype=opts.get("dtype", "float64"))
+    tframes = _load_dataset(test, fmodel)
+    zs = error_metrics(tframes, predict(fmodel, tframes, device=device))
+    rows: list[dict[str, Any]] = [{"strategy": "foundation", "size": 0, "wall_time_s": 0.0,
+                                   "energy_rmse_meV_atom": zs["energy_rmse_meV_atom"],
+                                   "forces_rmse_meV_A": zs["forces_rmse_meV_A"]}]
+    for n in sizes:
+        sub = write_frames(out / f"n{n}" / "train.extxyz", [frames[i] for i in perm[:n]])
+        for strat in strategies:
+            t0 = time.perf_counter()
+            mp = finetune(strat, foundation, sub, valid, out / f"n{n}" / strat, replay=replay, epochs=epochs,
+                          device=device, seed=seed, **opts)
+            wall = time.perf_counter() - t0
+            res = evaluate(mp, {"test": test}, out / f"n{n}" / strat / "eval", device=device, plot=False)
+            m = res["datasets"]["test"]["overall"]
+            rows.append({"strategy": strat, "size": n, "wall_time_s": wall,
+                         "energy_rmse_meV_atom": m["energy_rmse_meV_atom"], "forces_rmse_meV_A": m["forces_rmse_meV_A"]})
+            _write_curve(out, rows)
+    _write_curve(out, rows)
+    write_json(out / "learning_curve.json", {"foundation": os.fspath(foundation), "train": os.fspath(train),
+                                             "test": os.fspath(test), "sizes": sizes, "rows": rows})
+    return rows
+
+
+def _write_curve(out: Path, rows: list[dict[str, Any]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from firemlip.io import atomic_path, write_text_atomic
+
+    cols = ["strategy", "size", "energy_rmse_meV_atom", "forces_rmse_meV_A", "wall_time_s"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore")
+    w.writeheader()
+    w.writerows(rows)
+    write_text_atomic(out / "learning_curve.csv", buf.getvalue())
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.6))
+    for k, (key, label) in enumerate((("energy_rmse_meV_atom", "energy RMSE (meV/atom)"),
+                                      ("forces_rmse_meV_A", "force RMSE (meV/Å)"))):
+        for strat in dict.fromkeys(r["strategy"] for r in rows):
+            pts = sorted((r["size"], r[key]) for r in rows if r["strategy"] == strat)
+            if strat == "foundation":
+                ax[k].axhline(pts[0][1], color="k", ls="--", lw=1, label="foundation (zero-shot)")
+            else:
+                ax[k].plot([p[0] for p in pts], [p[1] for p in pts], "o-", label=strat)
+        ax[k].set_xscale("log")
+        ax[k].set_yscale("log")
+        ax[k].set_xlabel("training frames")
+        ax[k].set_ylabel(label)
+    ax[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out / "learning_curve.png", suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------------- CLI
+
+def _dataset_arg(text: str) -> tuple[str, str]:
+    if "=" in text and not os.path.exists(text):
+        k, v = text.split("=", 1)
+        return k, v
+    return Path(text).stem, text
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    datasets: dict[str, str] = {}
+    for text in args.data:
+        name, path = _dataset_arg(text)
+        if name in datasets:
+            name = f"{name}_{len(datasets)}"
+        datasets[name] = path
+    res = evaluate(args.model, datasets, args.out, device=args.device, foundation=args.foundation,
+                   replay=args.replay, head=args.head, dtype=args.dtype)
+    print(f"{'dataset':<16}{'frames':>7}{'E RMSE meV/at':>15}{'E MAE':>9}{'F RMSE meV/Å':>14}{'F MAE':>9}"
+          f"{'S RMSE GPa':>12}")
+    for name, d in res["datasets"].items():
+        m = d["overall"]
+        s = m.get("stress_rmse_GPa")
+        print(f"{name:<16}{m['n_frames']:>7}{m['energy_rmse_meV_atom']:>15.2f}{m['energy_mae_meV_atom']:>9.2f}"
+              f"{m['forces_rmse_meV_A']:>14.1f}{m['forces_mae_meV_A']:>9.1f}"
+              f"{(f'{s:.3f}' if s is not None else '-'):>12}")
+    if "forgetting" in res:
+        f = res["forgetting"]
+
+        def fmt(v: float | None) -> str:
+            return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+        print(f"forgetting on {f['replay']}: ratio E {fmt(f['forgetting_ratio_energy'])}, "
+              f"F {fmt(f['forgetting_ratio_forces'])}; deviation from foundation F "
+              f"{f['deviation_from_foundation_forces_meV_A']:.1f} meV/Å")
+    print(f"wrote {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def _cmd_learning_curve(args: argparse.Namespace) -> int:
+    opts = dict(args.set or [])
+    rows = learning_curve(args.foundation, args.train, args.test, args.out, args.sizes, args.strategies,
+                          valid=args.valid, replay=args.replay, epochs=args.epochs, device=args.device,
+                          seed=args.seed, **opts)
+    print(f"{'strategy':<16}{'size':>6}{'E RMSE meV/at':>15}{'F RMSE meV/Å':>14}{'wall s':>9}")
+    for r in rows:
+        print(f"{r['strategy']:<16}{r['size']:>6}{r['energy_rmse_meV_atom']:>15.2f}{r['forces_rmse_meV_A']:>14.1f}"
+              f"{r['wall_time_s']:>9.1f}")
+    return 0
+
+
+def register_cli(subparsers) -> None:
+    """Add ``firemlip evaluate`` and ``firemlip benchmark learning-curve``."""
+    from firemlip.cli import key_value, positive_int
+    from firemlip.foundation import command_group
+    from firemlip.training.loop import STRATEGIES
+
+    p = subparsers.add_parser("evaluate", help="errors (meV/atom, meV/Å, GPa), parity plots and forgetting",
+                              description="Evaluate a MACE model on labelled extxyz files.")
+    p.add_argument("model", help="a .model path or a foundation name")
+    p.add_argument("data", nargs="+", metavar="DATA", help="extxyz files, optionally NAME=PATH")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("--foundation", help="foundation for the forgetting ratio")
+    p.add_argument("--replay", help="replay/pretraining-like set (a DATA name or a path) for the forgetting ratio")
+    p.add_argument("--head", help="model head to evaluate (default: the model's default head)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.set_defaults(func=_cmd_evaluate)
+
+    group = command_group(subparsers, "benchmark", "benchmarks: learning curves and more")
+    q = group.add_parser("learning-curve", help="fine-tune at several training-set sizes per strategy and plot "
+                                                "test RMSE vs size")
+    q.add_argument("--foundation", required=True)
+    q.add_argument("--train", required=True, help="pool of labelled training frames")
+    q.add_argument("--test", required=True, help="held-out labelled frames")
+    q.add_argument("--valid", help="validation frames (default: split off each subset)")
+    q.add_argument("--replay", help="replay data for fire (default: pseudo-label replay)")
+    q.add_argument("--sizes", nargs="+", type=positive_int, required=True)
+    q.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=["fire", "vanilla", "scratch"])
+    q.add_argument("--epochs", type=positive_int, default=50)
+    q.add_argument("--device", default="cpu")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE", help="FinetuneOptions field")
+    q.add_argument("-o", "--out", required=True)
+    q.set_defaults(func=_cmd_learning_curve)

@@ -1,0 +1,528 @@
+"""MD sampling of the candidate pool (FIRE step 2): a MACE model drives NVT/NPT MD at several temperatures and
+every K-th frame goes into ``pool.extxyz``.
+
+Two engines give the same outputs:
+  * ``lammps`` (production): renders ``templates/sample.in.j2`` and runs LAMMPS with the firemlip
+    ``pair_style mace`` plugin (``firemlip.lammps``);
+  * ``ase`` (fallback): ASE Langevin, Nosé–Hoover chain (NVT) or isotropic MTK (NPT) with mace-torch's
+    ``MACECalculator``.
+
+Every (structure, temperature) pair is one job; jobs run in parallel processes with ``workers > 1``. A
+:class:`~firemlip.stability.StabilityGuard` stops a trajectory that explodes and keeps the frames before it; the
+reason is recorded in ``<pool>.summary.json`` and the stage manifest. Each finished job is cached under
+``<pool>.parts/`` so an interrupted run resumes where it stopped.
+
+Units: temperatures in K, time step in fs, friction in 1/fs, pressure in GPa, energies in eV, lengths in Å.
+Frame ``info`` keys: ``config_type`` (``md_600K``), ``temperature_K`` (thermostat target), ``step``, ``time_fs``,
+``source`` (``file@index``), ``engine``, and for the ASE engine ``md_temperature_K`` / ``md_energy_eV``
+(instantaneous values from the driving model; not reference labels).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from firemlip.errors import FiremlipError, require_file
+from firemlip.io import elements_of, file_sha256, read_frames, structure_hash, write_frames
+from firemlip.stability import StabilityGuard
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+ENGINES = ("ase", "lammps")
+THERMOSTATS = ("langevin", "nose-hoover")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Elements (symbols) and cut-off (Å) read from a MACE ``.model`` file."""
+
+    path: str
+    elements: tuple[str, ...]
+    r_max: float | None
+
+
+def model_info(model_path: str | os.PathLike[str]) -> ModelInfo:
+    """Read the elements and cut-off radius (Å) of a MACE ``.model`` file; one-line error when unreadable."""
+    import torch
+    from ase.data import chemical_symbols
+
+    require_file(model_path, "MACE model")
+    try:
+        model = torch.load(os.fspath(model_path), map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for bad files
+        raise FiremlipError(f"{model_path}: cannot load MACE model ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    zs = getattr(model, "atomic_numbers", None)
+    if zs is None:
+        raise FiremlipError(f"{model_path}: not a MACE model (no atomic_numbers)")
+    elements = tuple(chemical_symbols[int(z)] for z in np.asarray(zs.cpu() if hasattr(zs, "cpu") else zs))
+    r_max = getattr(model, "r_max", None)
+    r = float(r_max.item() if hasattr(r_max, "item") else r_max) if r_max is not None else None
+    return ModelInfo(os.fspath(model_path), elements, r)
+
+
+def _load_structures(structures: str | os.PathLike[str] | Atoms | Sequence[Any]) -> list[tuple[Atoms, str]]:
+    """Normalise the ``structures`` argument into (Atoms, source label) pairs."""
+    if isinstance(structures, Atoms):
+        return [(structures.copy(), "input@0")]
+    if isinstance(structures, (str, os.PathLike)):
+        structures = [structures]
+    out: list[tuple[Atoms, str]] = []
+    for k, s in enumerate(structures):
+        if isinstance(s, Atoms):
+            out.append((s.copy(), f"input@{k}"))
+        else:
+            frames = read_frames(s, what="structure file")
+            out.extend((a, f"{os.fspath(s)}@{i}") for i, a in enumerate(frames))
+    if not out:
+        raise FiremlipError("sample: no structures given")
+    return out
+
+
+def _job_key(job: dict) -> str:
+    keep = {k: v for k, v in job.items() if k not in ("atoms", "parts_dir", "progress", "threads", "model")}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _frame(atoms: Atoms, job: dict, step: int, extra: dict | None = None) -> Atoms:
+    f = Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    if f.pbc.any():
+        f.wrap()
+    T = float(job["temperature_K"])
+    f.info.update({"config_type": f"md_{T:g}K", "temperature_K": T, "step": int(step),
+                   "time_fs": float(step * job["timestep_fs"]), "source": job["source"], "engine": job["engine"]})
+    f.info.update(extra or {})
+    return f
+
+
+def _run_ase_job(job: dict) -> dict:
+    """Run one (structure, temperature) ASE MD job; returns ``{"frames": [...], "summary": {...}}``."""
+    import torch
+    from ase import units
+    from ase.constraints import FixCom
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from mace.calculators import MACECalculator
+
+        calc = MACECalculator(model_paths=job["model"], device=job["device"], default_dtype=job["dtype"])
+    atoms = job["atoms"].copy()
+    atoms.calc = calc
+    T = float(job["temperature_K"])
+    dt = float(job["timestep_fs"]) * units.fs
+    rng = np.random.default_rng(job["seed_seq"])
+    thermalize_momenta(atoms, temperature_K=T, rng=rng)
+    Stationary(atoms)
+    if job["ensemble"] == "npt":
+        from ase.md.nose_hoover_chain import IsotropicMTKNPT
+
+        dyn = IsotropicMTKNPT(atoms, timestep=dt, temperature_K=T, pressure_au=job["pressure_GPa"] * units.GPa,
+                              tdamp=100 * dt, pdamp=1000 * dt)
+    elif job["thermostat"] == "nose-hoover":
+        from ase.md.nose_hoover_chain import NoseHooverChainNVT
+
+        dyn = NoseHooverChainNVT(atoms, timestep=dt, temperature_K=T, tdamp=100 * dt)
+    else:
+        from ase.md.langevin import Langevin
+
+        atoms.set_constraint(FixCom())  # no centre-of-mass drift (ASE's recommended replacement for fixcm)
+        dyn = Langevin(atoms, timestep=dt, temperature_K=T, friction=job["friction_per_fs"] / units.fs, rng=rng,
+                       fixcm=False)
+    guard = StabilityGuard(**job["guard"])
+    guard.reset()
+    steps, interval = int(job["steps"]), int(job["interval"])
+    check_every = max(1, min(interval, int(job["guard_every"])))
+    frames: list[Atoms] = []
+    stopped = None
+    t0 = time.time()
+    from tqdm import tqdm
+
+    bar = tqdm(total=steps, desc=f"{job['source']} {T:g} K", unit="step", disable=not job.get("progress"),
+               leave=False)
+    last = 0
+    try:
+        for _ in dyn.irun(steps):
+            n = dyn.nsteps
+            if n == 0 or (n % check_every and n % interval):
+                continue
+            try:
+                epot = float(atoms.get_potential_energy())
+            except Exception as exc:  # a model blow-up can surface as a numerical error
+                epot = float("nan")
+                stopped = {"kind": "calculator_error", "message": str(exc)[:200], "step": n}
+                break
+            ev = guard.check(atoms, epot, atoms.get_temperature(), T, step=n)
+            if ev is not None:
+                stopped = ev.to_dict()
+                break
+            if n % interval == 0:
+                frames.append(_frame(atoms, job, n, {"md_temperature_K": float(atoms.get_temperature()),
+                                                     "md_energy_eV": epot}))
+            bar.update(n - last)
+            last = n
+    finally:
+        bar.close()
+    return {"frames": frames, "summary": _summary(job, frames, stopped, steps_run=dyn.nsteps,
+                                                  wall_s=time.time() - t0)}
+
+
+def _summary(job: dict, frames: list[Atoms], stopped: dict | None, steps_run: int, wall_s: float) -> dict:
+    return {"source": job["source"], "temperature_K": float(job["temperature_K"]), "engine": job["engine"],
+            "thermostat": "nose-hoover" if job["engine"] == "lammps" else job["thermostat"],
+            "ensemble": job["ensemble"],
+            "steps_requested": int(job["steps"]), "steps_run": int(steps_run), "frames": len(frames),
+            "stopped": stopped, "wall_s": round(wall_s, 3), "seed": list(job["seed_seq"])}
+
+
+def _lammps_api():
+    """The firemlip.lammps functions the LAMMPS engine needs, or a one-line error suggesting ``--engine ase``."""
+    try:
+        from firemlip import lammps as L
+    except ImportError as exc:
+        raise FiremlipError(f"--engine lammps needs the firemlip.lammps package ({exc}); use --engine ase") from None
+    need = ("export_model", "render", "run_lammps", "plugin_path")
+    missing = [n for n in need if not hasattr(L, n)]
+    if missing:
+        raise FiremlipError(f"--engine lammps: firemlip.lammps lacks {', '.join(missing)} in this build; "
+                            f"use --engine ase")
+    try:
+        plugin = L.plugin_path()
+    except Exception as exc:
+        raise FiremlipError(f"--engine lammps: the pair_style mace plugin is not available ({exc}); build it "
+                            f"or use --engine ase") from None
+    if not plugin or not Path(plugin).exists():
+        raise FiremlipError(f"--engine lammps: the pair_style mace plugin is not built ({plugin}); build it "
+                            f"or use --engine ase")
+    return L
+
+
+def _dump_timesteps(path: Path) -> list[int]:
+    steps: list[int] = []
+    with open(path) as fh:
+        for line in fh:
+            if line.startswith("ITEM: TIMESTEP"):
+                steps.append(int(next(fh).split()[0]))
+    return steps
+
+
+def _find_dump(run_dir: Path) -> Path:
+    exact = run_dir / "dump.sample.lammpstrj"  # the name documented in templates/sample.in.j2
+    if exact.is_file():
+        return exact
+    cands = [p for pat in ("*.lammpstrj", "dump.*", "*.dump") for p in sorted(run_dir.glob(pat)) if p.is_file()]
+    if not cands:
+        raise FiremlipError(f"{run_dir}: LAMMPS sampling run wrote no dump file")
+    return cands[0]
+
+
+def _thermo_by_step(log: dict) -> dict[int, dict[str, float]]:
+    """``step → {column: value}`` from the last thermo block of a parsed LAMMPS log (firemlip.lammps.parse_log)."""
+    blocks = (log or {}).get("thermo") or []
+    if not blocks:
+        return {}
+    cols = [c.lower() for c in blocks[-1].get("columns", [])]
+    if "step" not in cols:
+        return {}
+    out = {}
+    for row in blocks[-1].get("rows", []):
+        rec = dict(zip(cols, row, strict=False))
+        out[int(rec["step"])] = {k: float(v) for k, v in rec.items()}
+    return out
+
+
+def _run_lammps_job(job: dict) -> dict:
+    """Run one (structure, temperature) LAMMPS MD job with the plugin and convert its dump into pool frames.
+
+    The guard checks every dumped frame (minimum distance) with the thermo temperature and potential energy of
+    the same step when the log has them (``thermo_every`` = ``interval``).
+    """
+    from ase.io import read
+
+    L = _lammps_api()
+    run_dir = Path(job["parts_dir"]) / f"lammps_{_job_key(job)}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    seed = int(np.random.default_rng(job["seed_seq"]).integers(1, 2**31 - 1))
+    tvars: dict[str, Any] = {"temperature_K": float(job["temperature_K"]), "steps": int(job["steps"]),
+                             "dump_every": int(job["interval"]), "seed": seed,
+                             "timestep_fs": float(job["timestep_fs"]), "thermo_every": int(job["interval"]),
+                             "ensemble": job["ensemble"]}
+    if job["ensemble"] == "npt":
+        tvars["pressure_bar"] = float(job["pressure_GPa"]) * 1.0e4
+    inp = L.render("sample.in.j2", run_dir, job["atoms"], model=job["lammps_model"], **tvars)
+    try:
+        types = json.loads((run_dir / "render.json").read_text())["variables"]["elements"]
+    except (OSError, KeyError, ValueError):
+        types = list(job["elements"])
+    log = L.run_lammps(run_dir, Path(inp).name, np=1, threads=job.get("threads"),
+                       progress=bool(job.get("progress")))
+    thermo = _thermo_by_step(log)
+    dump = _find_dump(run_dir)
+    try:
+        raw = read(dump, index=":", format="lammps-dump-text", specorder=types)
+    except Exception as exc:  # ASE raises many types for a truncated dump
+        raise FiremlipError(f"{dump}: cannot read LAMMPS dump ({exc})") from None
+    tsteps = _dump_timesteps(dump)
+    guard = StabilityGuard(**job["guard"])
+    frames: list[Atoms] = []
+    stopped = None
+    steps_run = tsteps[-1] if tsteps else 0
+    for a, n in zip(raw, tsteps, strict=False):
+        if not set(a.get_chemical_symbols()) <= set(types):  # dump without an element column: 1-based types
+            a.set_chemical_symbols([types[int(t) - 1] for t in a.numbers])
+        th = thermo.get(n, {})
+        ev = guard.check(a, th.get("pe"), th.get("temp"), float(job["temperature_K"]), step=n)
+        if ev is not None:
+            stopped = ev.to_dict()
+            steps_run = n
+            break
+        if n > 0 and n % int(job["interval"]) == 0:
+            extra = {}
+            if "temp" in th:
+                extra["md_temperature_K"] = th["temp"]
+            if "pe" in th:
+                extra["md_energy_eV"] = th["pe"]
+            frames.append(_frame(a, job, n, extra))
+    return {"frames": frames, "summary": _summary(job, frames, stopped, steps_run, time.time() - t0)}
+
+
+def _execute(job: dict) -> dict:
+    return _run_lammps_job(job) if job["engine"] == "lammps" else _run_ase_job(job)
+
+
+def sample(model: str | os.PathLike[str], structures: str | os.PathLike[str] | Atoms | Sequence[Any],
+           temperatures: Sequence[float], steps: int, interval: int, engine: str = "ase",
+           out_path: str | os.PathLike[str] = "pool.extxyz", timestep_fs: float = 1.0, seed: int = 0,
+           device: str = "cpu", workers: int = 1, thermostat: str = "langevin", friction_per_fs: float = 0.01,
+           ensemble: str = "nvt", pressure_GPa: float = 0.0, dtype: str = "float64",
+           guard: StabilityGuard | dict | None = None, guard_every: int = 10, progress: bool = True,
+           manifest: bool = True, resume: bool = True) -> Path:
+    """Run MD with a MACE model at each temperature (K) from each structure and write the pool (extxyz).
+
+    ``steps`` MD steps of ``timestep_fs`` fs per job; a frame every ``interval`` steps (step 0 excluded).
+    ``engine`` is ``ase`` or ``lammps``; ``thermostat`` ``langevin`` (friction in 1/fs) or ``nose-hoover``
+    (ASE engine); ``ensemble="npt"`` runs isotropic MTK NPT at ``pressure_GPa``. The stability guard is checked
+    every ``guard_every`` steps. Writes ``out_path``, ``<stem>.summary.json`` and (``manifest``) the stage
+    ``manifest.json`` in the output directory. Returns ``out_path``.
+    """
+    if engine not in ENGINES:
+        raise FiremlipError(f"sample: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if thermostat not in THERMOSTATS:
+        raise FiremlipError(f"sample: thermostat must be one of {', '.join(THERMOSTATS)}, got {thermostat!r}")
+    if ensemble not in ("nvt", "npt"):
+        raise FiremlipError(f"sample: ensemble must be nvt or npt, got {ensemble!r}")
+    temps = [float(t) for t in temperatures]
+    if not temps or any(t <= 0 for t in temps):
+        raise FiremlipError(f"sample: temperatures must be positive (K), got {temperatures}")
+    if steps <= 0 or interval <= 0:
+        raise FiremlipError(f"sample: steps and interval must be positive, got {steps} and {interval}")
+    if interval > steps:
+        raise FiremlipError(f"sample: --interval {interval} is larger than --steps {steps}: no frame would be kept")
+    if timestep_fs <= 0:
+        raise FiremlipError(f"sample: timestep must be positive (fs), got {timestep_fs}")
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise FiremlipError(f"sample: device must be cpu or cuda, got {device!r}")
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise FiremlipError("sample: --device cuda requested but no CUDA device is visible")
+    if isinstance(guard, dict):
+        guard = StabilityGuard(**guard)
+    guard = guard or StabilityGuard()
+
+    info = model_info(model)
+    structs = _load_structures(structures)
+    for atoms, src in structs:
+        missing = sorted(set(atoms.get_chemical_symbols()) - set(info.elements))
+        if missing:
+            raise FiremlipError(f"{model}: model lacks element(s) {', '.join(missing)} present in structure {src} "
+                                f"(model elements: {' '.join(info.elements)})")
+        if len(atoms) == 0:
+            raise FiremlipError(f"{src}: structure has no atoms")
+    out = Path(out_path)
+    parts = out.parent / f"{out.stem}.parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    model_sha = file_sha256(model)
+    lammps_model = None
+    elements = sorted(elements_of([a for a, _ in structs]))
+    if engine == "lammps":
+        L = _lammps_api()
+        lammps_model = str(parts / f"model_{model_sha[:12]}.lammps.pt")
+        if not Path(lammps_model).exists():
+            lammps_model = str(L.export_model(model, lammps_model, dtype))
+    workers = max(1, int(workers))
+    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
+    guard_params = guard.params()
+    jobs = []
+    for si, (atoms, src) in enumerate(structs):
+        for ti, T in enumerate(temps):
+            job = {"engine": engine, "model": os.fspath(model), "model_sha256": model_sha, "atoms": atoms,
+                   "structure_hash": structure_hash(atoms), "source": src, "temperature_K": T, "steps": int(steps),
+                   "interval": int(interval), "timestep_fs": float(timestep_fs), "seed_seq": [int(seed), si, ti],
+                   "device": device, "dtype": dtype, "thermostat": thermostat,
+                   "friction_per_fs": float(friction_per_fs), "ensemble": ensemble,
+                   "pressure_GPa": float(pressure_GPa), "guard": guard_params, "guard_every": int(guard_every),
+                   "parts_dir": str(parts), "progress": progress and workers == 1, "threads": threads,
+                   "lammps_model": lammps_model, "elements": elements}
+            jobs.append(job)
+
+    params = {"engine": engine, "temperatures_K": temps, "steps": steps, "interval": interval,
+              "timestep_fs": timestep_fs, "seed": seed, "thermostat": thermostat, "friction_per_fs": friction_per_fs,
+              "ensemble": ensemble, "pressure_GPa": pressure_GPa, "dtype": dtype, "guard": guard_params,
+              "guard_every": guard_every, "structures": [s for _, s in structs]}
+    inputs: dict[str, str] = {"model": os.fspath(model)}
+    for k, src in enumerate(sorted({s.rsplit("@", 1)[0] for _, s in structs if not s.startswith("input@")})):
+        inputs[f"structure_{k}"] = src
+
+    def body() -> tuple[list[Atoms], list[dict]]:
+        results: dict[int, dict] = {}
+        todo = []
+        for k, job in enumerate(jobs):
+            cached = _load_part(parts, job) if resume else None
+            if cached is not None:
+                results[k] = cached
+            else:
+                todo.append(k)
+        if workers > 1 and len(todo) > 1:
+            import multiprocessing as mp
+
+            from tqdm import tqdm
+
+            with ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                                     mp_context=mp.get_context("spawn")) as pool:
+                futs = {pool.submit(_execute, jobs[k]): k for k in todo}
+                for fut in tqdm(as_completed(futs), total=len(futs), desc="MD jobs", disable=not progress):
+                    k = futs[fut]
+                    results[k] = fut.result()
+                    _save_part(parts, jobs[k], results[k])
+        else:
+            for k in todo:
+                results[k] = _execute(jobs[k])
+                _save_part(parts, jobs[k], results[k])
+        frames = [f for k in range(len(jobs)) for f in results[k]["frames"]]
+        return frames, [results[k]["summary"] for k in range(len(jobs))]
+
+    def finish(frames: list[Atoms], summaries: list[dict]) -> dict:
+        if not frames:
+            raise FiremlipError(f"sample: every trajectory stopped before its first frame "
+                                f"({summaries[0]['stopped']['message'] if summaries[0]['stopped'] else '?'}); "
+                                f"see {parts}")
+        write_frames(out, frames)
+        summ = {"pool": str(out), "frames": len(frames), "jobs": summaries,
+                "stopped": [s for s in summaries if s["stopped"]], "parameters": params}
+        from firemlip.workflow.manifest import write_json
+
+        write_json(out.parent / f"{out.stem}.summary.json", summ)
+        return summ
+
+    if manifest:
+        from firemlip.workflow.manifest import stage_manifest
+
+        with stage_manifest("sample", out.parent, inputs, params) as rec:
+            frames, summaries = body()
+            summ = finish(frames, summaries)
+            rec.outputs = [out.name, f"{out.stem}.summary.json"]
+            rec.extra = {"frames": summ["frames"], "stopped": summ["stopped"]}
+    else:
+        frames, summaries = body()
+        finish(frames, summaries)
+    return out
+
+
+def _part_paths(parts: Path, job: dict) -> tuple[Path, Path]:
+    key = _job_key(job)
+    return parts / f"{key}.extxyz", parts / f"{key}.json"
+
+
+def _save_part(parts: Path, job: dict, result: dict) -> None:
+    from firemlip.workflow.manifest import write_json
+
+    fx, fj = _part_paths(parts, job)
+    if result["frames"]:
+        write_frames(fx, result["frames"])
+    write_json(fj, result["summary"])
+
+
+def _load_part(parts: Path, job: dict) -> dict | None:
+    fx, fj = _part_paths(parts, job)
+    if not fj.exists():
+        return None
+    try:
+        summary = json.loads(fj.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    frames = read_frames(fx) if summary.get("frames") else []
+    if len(frames) != summary.get("frames"):
+        return None
+    return {"frames": frames, "summary": summary}
+
+
+# ----------------------------------------------------------------------------------------------------- CLI
+def _cli(args: argparse.Namespace) -> int:
+    guard = StabilityGuard(distance_factor=args.guard_distance_factor,
+                           max_energy_jump_eV_per_atom=args.guard_energy_jump,
+                           max_temperature_factor=args.guard_temperature_factor)
+    out = sample(args.model, args.structure, args.temperatures, args.steps, args.interval, engine=args.engine,
+                 out_path=args.output, timestep_fs=args.timestep_fs, seed=args.seed, device=args.device,
+                 workers=args.workers, thermostat=args.thermostat, friction_per_fs=args.friction_per_fs,
+                 ensemble=args.ensemble, pressure_GPa=args.pressure_GPa, dtype=args.dtype, guard=guard,
+                 progress=not args.quiet, resume=not args.no_resume)
+    summ = json.loads((out.parent / f"{out.stem}.summary.json").read_text())
+    print(f"{out}: {summ['frames']} frames from {len(summ['jobs'])} MD jobs"
+          + (f"; {len(summ['stopped'])} stopped by the stability guard" if summ["stopped"] else ""))
+    for s in summ["stopped"]:
+        print(f"  stopped {s['source']} {s['temperature_K']:g} K at step {s['stopped'].get('step')}: "
+              f"{s['stopped'].get('message')}")
+    return 0
+
+
+def register_cli(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``firemlip sample``."""
+    from firemlip.cli import nonneg_float, positive_int
+
+    p = subparsers.add_parser("sample", help="MD sampling of a candidate pool with a MACE model",
+                              description="Run MD at several temperatures (K) and keep every K-th frame.")
+    p.add_argument("model", help="MACE .model file")
+    p.add_argument("structure", nargs="+", help="structure file(s) (any ASE format; all frames are used)")
+    p.add_argument("--temperatures", "-T", type=nonneg_float, nargs="+", default=[300.0, 600.0, 900.0],
+                   help="thermostat temperatures in K (default 300 600 900)")
+    p.add_argument("--steps", type=positive_int, default=10000, help="MD steps per temperature (default 10000)")
+    p.add_argument("--interval", type=positive_int, default=100, help="keep a frame every N steps (default 100)")
+    p.add_argument("--engine", choices=ENGINES, default="ase", help="MD engine (default ase)")
+    p.add_argument("--timestep-fs", type=nonneg_float, default=1.0, help="time step in fs (default 1.0)")
+    p.add_argument("--thermostat", choices=THERMOSTATS, default="langevin", help="ASE thermostat (default langevin)")
+    p.add_argument("--friction-per-fs", type=nonneg_float, default=0.01, help="Langevin friction, 1/fs")
+    p.add_argument("--ensemble", choices=("nvt", "npt"), default="nvt", help="nvt (default) or npt (ASE MTK)")
+    p.add_argument("--pressure-GPa", type=float, default=0.0, help="NPT pressure in GPa (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (velocities, thermostat)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
+    p.add_argument("--dtype", default="float64", choices=("float32", "float64"), help="model precision")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel MD jobs (processes)")
+    p.add_argument("--guard-distance-factor", type=nonneg_float, default=0.5,
+                   help="stop when a pair is closer than this × sum of covalent radii (default 0.5)")
+    p.add_argument("--guard-energy-jump", type=nonneg_float, default=1.0,
+                   help="stop when E_pot changes by more than this many eV/atom between checks (default 1)")
+    p.add_argument("--guard-temperature-factor", type=nonneg_float, default=3.0,
+                   help="stop when T exceeds this × target (default 3)")
+    p.add_argument("--no-resume", action="store_true", help="ignore cached finished jobs in <pool>.parts/")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-o", "--output", default="pool.extxyz", help="output pool (extxyz, default pool.extxyz)")
+    p.set_defaults(func=_cli)

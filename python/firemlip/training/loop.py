@@ -1,0 +1,425 @@
+"""Our fine-tuning loop (strategies ``fire``, ``vanilla``, ``scratch``) on mace-torch's model, data and loss pieces.
+
+Every epoch trains on all task frames plus, for ``fire``, a fresh random draw of ``replay_ratio × n_task`` frames
+from the replay pool (seeded by ``(seed, epoch)``), whose loss is multiplied by ``replay_weight``. The loss is
+mace's weighted energy (per atom, eV²/atom²) + forces (eV²/Å²) + stress ((eV/Å³)²) mean-squared error; AMSGrad
+Adam with weight decay, an exponential moving average of the weights (EMA), ReduceLROnPlateau on the validation
+loss, gradient-norm clipping, an optional second stage with raised energy weight and lower learning rate (as
+mace's SWA "stage two"), early stopping on the validation loss, a checkpoint every epoch (``--resume`` continues
+after the last completed epoch) and the best (lowest validation loss, EMA weights) model saved whole with
+``torch.save`` — the ``.model`` format read by ``mace.calculators.MACECalculator``.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firemlip.errors import FiremlipError
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+STRATEGIES = ("fire", "vanilla", "scratch", "mace-multihead")
+LOG_FIELDS = ("epoch", "stage", "lr", "n_task", "n_replay", "train_loss", "valid_loss", "valid_rmse_e_meV_atom",
+              "valid_rmse_f_meV_A", "replay_rmse_e_meV_atom", "replay_rmse_f_meV_A", "epoch_time_s", "epoch_wall_s",
+              "best")
+
+
+@dataclass
+class FinetuneOptions:
+    """Settings of one fine-tuning run (units: learning rate per step; weights dimensionless)."""
+
+    epochs: int = 50
+    batch_size: int = 5
+    lr: float = 1e-3
+    weight_decay: float = 5e-7
+    energy_weight: float = 1.0
+    forces_weight: float = 100.0
+    stress_weight: float = 1.0
+    replay_ratio: float = 1.0
+    replay_weight: float = 1.0
+    replay_filter: str = "none"          # none | overlap | subset (see replay.filter_pool)
+    replay_size: int | None = None       # pseudo-label pool size (default max(20, 4·ratio·n_task))
+    replay_structures: tuple[str, ...] = ()  # extra structure files for pseudo-label replay
+    replay_rattle_A: float = 0.05
+    replay_max_strain: float = 0.03
+    ema_decay: float | None = 0.99
+    clip_grad: float | None = 10.0
+    lr_factor: float = 0.8
+    scheduler_patience: int = 5
+    patience: int = 30                   # early stopping: epochs without a better validation loss
+    stage_two_start: float | None = None  # fraction of the epochs after which stage two starts, e.g. 0.75
+    stage_two_energy_weight: float = 1000.0
+    stage_two_lr: float | None = None    # default lr / 10
+    dtype: str = "float64"
+    e0s: str = "foundation"              # foundation | average (least squares on the task's training frames)
+    head: str | None = None
+    valid_fraction: float = 0.1          # used when no validation file is given
+    monitor_size: int = 32               # replay frames kept aside to log forgetting every epoch
+    name: str | None = None              # output model file stem (default: the strategy)
+    progress: bool = True
+    mace_args: tuple[str, ...] = ()      # extra arguments for mace_run_train (mace-multihead)
+
+    @classmethod
+    def from_kwargs(cls, **kw: Any) -> FinetuneOptions:
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(kw) - known)
+        if bad:
+            raise FiremlipError(f"finetune: unknown option(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
+        opts = cls(**kw)
+        opts.validate()
+        return opts
+
+    def validate(self) -> None:
+        for name in ("lr", "batch_size", "epochs"):
+            if getattr(self, name) <= 0:
+                raise FiremlipError(f"finetune: {name} must be positive, got {getattr(self, name)}")
+        for name in ("replay_ratio", "replay_weight", "energy_weight", "forces_weight", "stress_weight",
+                     "weight_decay", "replay_rattle_A", "replay_max_strain"):
+            v = getattr(self, name)
+            if v is None or v < 0 or not math.isfinite(v):
+                raise FiremlipError(f"finetune: {name.replace('_', ' ')} must be a non-negative number, got {v}")
+        if self.dtype not in ("float64", "float32"):
+            raise FiremlipError(f"finetune: dtype must be float64 or float32, got {self.dtype!r}")
+        if self.e0s not in ("foundation", "average"):
+            raise FiremlipError(f"finetune: e0s must be foundation or average, got {self.e0s!r}")
+        if self.stage_two_start is not None and not 0 < self.stage_two_start < 1:
+            raise FiremlipError(f"finetune: stage_two_start is a fraction in (0, 1), got {self.stage_two_start}")
+        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
+            raise FiremlipError(f"finetune: ema_decay must be in (0, 1), got {self.ema_decay}")
+        if not 0 < self.valid_fraction < 1:
+            raise FiremlipError(f"finetune: valid_fraction must be in (0, 1), got {self.valid_fraction}")
+
+
+@dataclass
+class Prepared:
+    """Inputs of a run after reading and checking."""
+
+    train: list
+    valid: list
+    replay: list
+    replay_type: str
+    replay_path: Path | None
+    monitor: list = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+def _loss_terms(batch, out, energy_w: float, forces_w: float, stress_w: float, with_stress: bool):
+    """mace's weighted MSE terms (per-atom energy, forces, stress) combined with the given weights."""
+    from mace.modules.loss import (
+        mean_squared_error_forces,
+        weighted_mean_squared_error_energy,
+        weighted_mean_squared_stress,
+    )
+
+    loss = energy_w * weighted_mean_squared_error_energy(batch, out, ddp=False)
+    loss = loss + forces_w * mean_squared_error_forces(batch, out, ddp=False)
+    if with_stress and out.get("stress") is not None:
+        loss = loss + stress_w * weighted_mean_squared_stress(batch, out, ddp=False)
+    return loss
+
+
+def _evaluate(model, graphs: Sequence, opts: FinetuneOptions, device: str, with_stress: bool) -> dict[str, float]:
+    """Validation loss (stage-one weights) and RMSEs (energy meV/atom, forces meV/Å) over ``graphs``."""
+    from firemlip.training.data import loader
+
+    if not graphs:
+        return {"loss": float("nan"), "rmse_e": float("nan"), "rmse_f": float("nan")}
+    model.eval()
+    tot_loss, n_graphs, se_e, se_f, n_f = 0.0, 0, 0.0, 0.0, 0
+    for batch in loader(graphs, opts.batch_size):
+        batch = batch.to(device)
+        out = model(batch.to_dict(), training=False, compute_force=True, compute_stress=with_stress)
+        loss = _loss_terms(batch, out, opts.energy_weight, opts.forces_weight, opts.stress_weight, with_stress)
+        ng = int(batch.num_graphs)
+        tot_loss += float(loss.detach()) * ng
+        n_graphs += ng
+        nat = (batch.ptr[1:] - batch.ptr[:-1]).to(out["energy"].dtype)
+        se_e += float((((out["energy"] - batch.energy) / nat) ** 2).sum().detach())
+        se_f += float(((out["forces"] - batch.forces) ** 2).sum().detach())
+        n_f += int(batch.forces.numel())
+    model.train()
+    return {"loss": tot_loss / n_graphs, "rmse_e": 1000 * math.sqrt(se_e / n_graphs),
+            "rmse_f": 1000 * math.sqrt(se_f / max(n_f, 1))}
+
+
+def least_squares_e0s(frames: Sequence, elements: Sequence[str]) -> dict[str, float]:
+    """Isolated-atom reference energies E0 (eV) fitted by least squares to ``REF_energy`` of ``frames``."""
+    idx = {el: i for i, el in enumerate(elements)}
+    A = np.zeros((len(frames), len(elements)))
+    y = np.zeros(len(frames))
+    for r, a in enumerate(frames):
+        for s in a.get_chemical_symbols():
+            A[r, idx[s]] += 1
+        y[r] = a.info["REF_energy"]
+    present = A.sum(axis=0) > 0
+    x = np.zeros(len(elements))
+    x[present] = np.linalg.lstsq(A[:, present], y, rcond=None)[0]
+    return {el: float(x[i]) for el, i in idx.items() if present[i]}
+
+
+def set_e0s(model, e0s: dict[str, float], head_index: int = 0) -> None:
+    """Write E0s (eV) into the model's atomic-energies buffer (elements not given are kept)."""
+    import torch
+
+    from firemlip.foundation import model_elements
+
+    buf = model.atomic_energies_fn.atomic_energies
+    with torch.no_grad():
+        for j, el in enumerate(model_elements(model)):
+            if el in e0s:
+                if buf.ndim == 2:
+                    buf[head_index, j] = e0s[el]
+                else:
+                    buf[j] = e0s[el]
+
+
+def fresh_like(model, seed: int, dtype: str):
+    """The model's architecture freshly initialised (``scratch``), keeping E0s, scale/shift and heads."""
+    import torch
+    from mace.tools.scripts_utils import extract_config_mace_model
+
+    from firemlip.training.data import default_dtype
+
+    cfg = extract_config_mace_model(model)
+    if "error" in cfg:
+        raise FiremlipError(f"scratch: cannot re-initialise a {type(model).__name__} ({cfg['error']})")
+    torch.manual_seed(seed)
+    with default_dtype(dtype):
+        new = type(model)(**cfg)
+    return new.to(getattr(torch, dtype))
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    import torch
+
+    from firemlip.io import atomic_path
+
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(obj, tmp)
+
+
+def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
+    from firemlip.io import write_text_atomic
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=LOG_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in r.items()})
+    write_text_atomic(path, buf.getvalue())
+
+
+def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Two-panel PNG: train/validation loss and validation/replay force RMSE (meV/Å) per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from firemlip.io import atomic_path
+
+    ep = [r["epoch"] for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax[0].semilogy(ep, [r["train_loss"] for r in rows], label="train")
+    ax[0].semilogy(ep, [r["valid_loss"] for r in rows], label="validation")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("loss")
+    ax[0].legend()
+    ax[1].plot(ep, [r["valid_rmse_f_meV_A"] for r in rows], label="validation")
+    rep = [r.get("replay_rmse_f_meV_A") for r in rows]
+    if any(v not in (None, "") and not (isinstance(v, float) and math.isnan(v)) for v in rep):
+        ax[1].plot(ep, rep, label="replay monitor")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("force RMSE (meV/Å)")
+    ax[1].legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------ the loop
+
+def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, opts: FinetuneOptions,
+               device: str, seed: int, resume: bool, model_path: Path) -> dict[str, Any]:
+    """Run (or resume) the loop and save the best EMA model to ``model_path``. Returns a summary dict."""
+    import torch
+    from torch_ema import ExponentialMovingAverage
+    from tqdm import tqdm
+
+    from firemlip.foundation import default_head, model_elements, model_heads
+    from firemlip.io import elements_of
+    from firemlip.models import save_model
+    from firemlip.training.data import frames_to_graphs, has_stress, loader
+    from firemlip.training.replay import draw_replay, replay_count
+
+    tdtype = getattr(torch, opts.dtype)
+    heads = model_heads(foundation_model)
+    head = opts.head or default_head(foundation_model)
+    if head not in heads:
+        raise FiremlipError(f"finetune: head {head!r} not in the foundation (heads: {', '.join(heads)})")
+    head_index = heads.index(head)
+
+    model = foundation_model if strategy != "scratch" else fresh_like(foundation_model, seed, opts.dtype)
+    model = model.to(tdtype)
+    e0_info: dict[str, float] | str = "foundation"
+    if opts.e0s == "average":
+        e0_info = least_squares_e0s(data.train, model_elements(model))
+        set_e0s(model, e0_info, head_index)
+    model = model.to(device)
+    model.train()
+
+    train_g = frames_to_graphs(data.train, model, head=head, dtype=opts.dtype)
+    valid_g = frames_to_graphs(data.valid, model, head=head, dtype=opts.dtype)
+    replay_g = frames_to_graphs(data.replay, model, head=head, weight=opts.replay_weight, dtype=opts.dtype) \
+        if strategy == "fire" else []
+    monitor_g = frames_to_graphs(data.monitor, model, head=head, dtype=opts.dtype)
+    all_frames = data.train + (data.replay if strategy == "fire" else [])
+    with_stress = opts.stress_weight > 0 and all(all(a.pbc) for a in all_frames) and \
+        any("REF_stress" in a.info for a in all_frames)
+    valid_stress = with_stress and has_stress(data.valid)
+    monitor_stress = False
+    n_replay = replay_count(len(train_g), opts.replay_ratio) if replay_g else 0
+
+    opt = torch.optim.Adam(model.parameters(), lr=opts.lr, amsgrad=True, weight_decay=opts.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=opts.lr_factor,
+                                                       patience=opts.scheduler_patience)
+    ema = ExponentialMovingAverage(model.parameters(), decay=opts.ema_decay) if opts.ema_decay else None
+    stage_two_epoch = int(math.ceil(opts.stage_two_start * opts.epochs)) if opts.stage_two_start else None
+
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    state: dict[str, Any] = {"epoch": -1, "history": [], "best_loss": float("inf"), "best_epoch": -1,
+                             "best_state": None, "bad_epochs": 0, "stage": 1, "done": False}
+    if resume and ckpt_path.exists():
+        try:
+            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+        except Exception as exc:
+            raise FiremlipError(f"{ckpt_path}: unreadable checkpoint ({type(exc).__name__}); remove it to start "
+                                f"again") from None
+        if ck.get("strategy") != strategy:
+            raise FiremlipError(f"{ckpt_path}: checkpoint is of strategy {ck.get('strategy')!r}, not {strategy!r}; "
+                                f"use another output directory or drop --resume")
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        if ema is not None and ck.get("ema") is not None:
+            ema.load_state_dict(ck["ema"])
+        state = ck["state"]
+        # a run that ended by reaching its epoch count can be extended by asking for more epochs
+        if state["done"] and not state.get("stopped_early") and state["epoch"] < opts.epochs - 1:
+            state["done"] = False
+        print(f"firemlip finetune: resuming {strategy} after epoch {state['epoch']} from {ckpt_path}",
+              file=sys.stderr)
+    elif resume:
+        print(f"firemlip finetune: no checkpoint in {ckpt_path.parent}; starting from epoch 0", file=sys.stderr)
+
+    start = state["epoch"] + 1
+    bar = tqdm(range(start, opts.epochs), desc=f"finetune {strategy}", disable=not opts.progress or state["done"],
+               file=sys.stderr, initial=start, total=opts.epochs)
+    for epoch in bar:
+        if state["done"]:
+            break
+        stage = 2 if stage_two_epoch is not None and epoch >= stage_two_epoch else 1
+        if stage == 2 and state["stage"] == 1:
+            for g in opt.param_groups:
+                g["lr"] = opts.stage_two_lr if opts.stage_two_lr else opts.lr / 10
+            state["stage"] = 2
+            state["bad_epochs"] = 0
+        e_w = opts.stage_two_energy_weight if stage == 2 else opts.energy_weight
+        t0 = time.perf_counter()
+        idx = draw_replay(len(replay_g), n_replay, seed, epoch)
+        epoch_graphs = list(train_g) + [replay_g[i] for i in idx]
+        order = np.random.default_rng([int(seed), int(epoch), 1]).permutation(len(epoch_graphs))
+        tot, ng = 0.0, 0
+        for batch in loader(epoch_graphs, opts.batch_size, order):
+            batch = batch.to(device)
+            opt.zero_grad(set_to_none=True)
+            out = model(batch.to_dict(), training=True, compute_force=True, compute_stress=with_stress)
+            loss = _loss_terms(batch, out, e_w, opts.forces_weight, opts.stress_weight, with_stress)
+            if not torch.isfinite(loss):
+                raise FiremlipError(f"finetune: loss became {float(loss)} at epoch {epoch} (lower --lr or check "
+                                    f"the labels' units)")
+            loss.backward()
+            if opts.clip_grad:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
+            opt.step()
+            if ema is not None:
+                ema.update()
+            tot += float(loss.detach()) * int(batch.num_graphs)
+            ng += int(batch.num_graphs)
+        epoch_time = time.perf_counter() - t0
+        ctx = ema.average_parameters() if ema is not None else _nullcontext()
+        with ctx:
+            val = _evaluate(model, valid_g, opts, device, valid_stress)
+            mon = _evaluate(model, monitor_g, opts, device, monitor_stress) if monitor_g else None
+            improved = val["loss"] < state["best_loss"]
+            if improved:
+                state["best_loss"] = val["loss"]
+                state["best_epoch"] = epoch
+                state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+        epoch_wall = time.perf_counter() - t0
+        if stage == 1:
+            sched.step(val["loss"])
+        state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
+        row = {"epoch": epoch, "stage": stage, "lr": float(opt.param_groups[0]["lr"]), "n_task": len(train_g),
+               "n_replay": int(len(idx)), "train_loss": tot / max(ng, 1), "valid_loss": val["loss"],
+               "valid_rmse_e_meV_atom": val["rmse_e"], "valid_rmse_f_meV_A": val["rmse_f"],
+               "replay_rmse_e_meV_atom": mon["rmse_e"] if mon else "",
+               "replay_rmse_f_meV_A": mon["rmse_f"] if mon else "", "epoch_time_s": epoch_time,
+               "epoch_wall_s": epoch_wall,
+               "best": int(improved)}
+        state["history"].append(row)
+        state["epoch"] = epoch
+        stop = state["bad_epochs"] >= opts.patience and (stage_two_epoch is None or stage == 2)
+        state["stopped_early"] = stop
+        state["done"] = stop or epoch == opts.epochs - 1
+        _save_atomic({"strategy": strategy, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                      "scheduler": sched.state_dict(), "ema": ema.state_dict() if ema is not None else None,
+                      "state": state, "options": asdict(opts), "seed": seed}, ckpt_path)
+        _write_log(out_dir / "log.csv", state["history"])
+        bar.set_postfix(valid_F=f"{val['rmse_f']:.1f}", valid_E=f"{val['rmse_e']:.1f}")
+        if stop:
+            print(f"firemlip finetune: early stop after epoch {epoch} ({opts.patience} epochs without a better "
+                  f"validation loss)", file=sys.stderr)
+            break
+    bar.close()
+
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    elif ema is not None:
+        ema.copy_to(model.parameters())
+    final = copy.deepcopy(model).to("cpu").eval()
+    save_model(final, model_path)
+    if state["history"]:
+        _write_log(out_dir / "log.csv", state["history"])
+        plot_loss_curve(state["history"], out_dir / "loss_curve.png", title=f"{strategy}: {model_path.name}")
+    times = [r["epoch_time_s"] for r in state["history"]]
+    walls = [r.get("epoch_wall_s", r["epoch_time_s"]) for r in state["history"]]
+    return {"epochs_run": len(state["history"]), "best_epoch": state["best_epoch"],
+            "best_valid_loss": state["best_loss"], "epoch_time_s_mean": float(np.mean(times)) if times else None,
+            "epoch_wall_s_mean": float(np.mean(walls)) if walls else None,
+            "replay_per_epoch": n_replay, "e0s": e0_info, "stress_in_loss": with_stress,
+            "train_elements": elements_of(data.train)}
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,49 @@
+"""End-to-end `firemlip run` with every stage on a tiny system (EMT Cu labels, tiny MACE foundation)."""
+
+from __future__ import annotations
+
+import json
+
+from ase.build import bulk
+from ase.io import write
+
+from firemlip.config import load_config
+from firemlip.io import read_frames
+from firemlip.models import build_mace, save_model
+from firemlip.workflow.run import run
+
+CONFIG = """
+run_dir: run
+structures: [cu.extxyz]
+labeller: {calculator: emt}
+foundation: {model: foundation.model}
+stages:
+  perturb: {n_configs: 6, rattle: 0.05, strain: 0.02}
+  label: {}
+  prefit: {epochs: 2, batch_size: 3, options: {progress: false}}
+  sample: {temperatures_K: [300, 600], steps: 40, interval: 4, engine: ase, timestep_fs: 1.0}
+  select: {sizes: [12], method: soap-kmeans, soap: {r_cut: 4.0, n_max: 3, l_max: 2, n_jobs: 1}}
+  label_selected: {split: [0.6, 0.2, 0.2]}
+  finetune: {strategy: fire, baselines: [vanilla], epochs: 2, batch_size: 3, options: {progress: false}}
+  evaluate: {}
+  export: {}
+"""
+
+
+def test_full_run_and_resume(tmp_path):
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.6) * (2, 1, 1))
+    save_model(build_mace(["Cu"], "tiny", atomic_energies={"Cu": -0.1}, seed=1), tmp_path / "foundation.model")
+    (tmp_path / "config.yaml").write_text(CONFIG)
+    st = run(load_config(tmp_path / "config.yaml"), log=lambda s: None)
+    ran = [k for k, v in st.items() if v == "ran"]
+    assert ran == ["structures", "perturb", "label", "foundation", "prefit", "sample", "select",
+                   "label_selected", "finetune", "evaluate", "export"]
+    rd = tmp_path / "run"
+    pool = read_frames(next(rd.glob("*_sample")) / "pool.extxyz")
+    assert len(pool) >= 12 and {a.info["temperature_K"] for a in pool} == {300.0, 600.0}
+    comp = json.loads((next(rd.glob("*_evaluate")) / "comparison.json").read_text())
+    assert set(comp) == {"foundation", "fire", "vanilla"}
+    assert comp["fire"]["test"]["forces_rmse_meV_A"] >= 0 if "forces_rmse_meV_A" in comp["fire"]["test"] else True
+    assert (next(rd.glob("*_export")) / "fire.lammps.pt").exists()
+    st = run(load_config(tmp_path / "config.yaml"), log=lambda s: None)
+    assert all(v == "cached" for k, v in st.items() if k != "wall_time_s")
