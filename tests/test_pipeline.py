@@ -27,6 +27,11 @@ stages:
   finetune: {strategy: fire, baselines: [vanilla], epochs: 2, batch_size: 3, options: {progress: false}}
   evaluate: {}
   export: {}
+  md:
+    diffusion: {temperatures_K: [600, 900], steps: 200, equil_steps: 20, dump_every: 5, species: Cu,
+                supercell: [1, 2, 2]}
+    elastic: {strain: 0.005}
+  analyze: {species: Cu, haven: 1.0}
 """
 
 
@@ -37,7 +42,7 @@ def test_full_run_and_resume(tmp_path):
     st = run(load_config(tmp_path / "config.yaml"), log=lambda s: None)
     ran = [k for k, v in st.items() if v == "ran"]
     assert ran == ["structures", "perturb", "label", "foundation", "prefit", "sample", "select",
-                   "label_selected", "finetune", "evaluate", "export"]
+                   "label_selected", "finetune", "evaluate", "export", "md", "analyze"]
     rd = tmp_path / "run"
     pool = read_frames(next(rd.glob("*_sample")) / "pool.extxyz")
     assert len(pool) >= 12 and {a.info["temperature_K"] for a in pool} == {300.0, 600.0}
@@ -45,5 +50,10 @@ def test_full_run_and_resume(tmp_path):
     assert set(comp) == {"foundation", "fire", "vanilla"}
     assert comp["fire"]["test"]["forces_rmse_meV_A"] >= 0 if "forces_rmse_meV_A" in comp["fire"]["test"] else True
     assert (next(rd.glob("*_export")) / "fire.lammps.pt").exists()
+    an = next(rd.glob("*_analyze"))
+    arr = json.loads((an / "arrhenius" / "arrhenius.json").read_text())
+    assert "Ea_eV" in json.dumps(arr) or "activation" in json.dumps(arr)
+    el = json.loads((an / "elastic" / "elastic.json").read_text())
+    assert "C_GPa" in json.dumps(el) or "C11" in json.dumps(el)
     st = run(load_config(tmp_path / "config.yaml"), log=lambda s: None)
     assert all(v == "cached" for k, v in st.items() if k != "wall_time_s")

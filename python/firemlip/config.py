@@ -173,6 +173,17 @@ class SelectStage(_Strict):
     soap: dict[str, Any] = Field(default_factory=dict)
 
 
+class AnalyzeStage(_Strict):
+    """Analyses of the MD stage: diffusion (cm²/s), Arrhenius (eV), conductivity (S/cm), elastic (GPa)."""
+
+    enabled: bool = True
+    species: str = "Li"
+    charge: float | None = None
+    haven: float | None = None
+    target_T_K: PositiveFloat = 300.0
+    drift: Literal["system", "framework", "none"] = "system"
+
+
 class Stages(_Strict):
     perturb: PerturbStage = Field(default_factory=PerturbStage)
     label: LabelStage = Field(default_factory=LabelStage)
@@ -184,6 +195,7 @@ class Stages(_Strict):
     evaluate: EvaluateStage | None = None
     export: ExportStage | None = None
     md: MDStage | None = None
+    analyze: AnalyzeStage | None = None
 
 
 class RunConfig(_Strict):

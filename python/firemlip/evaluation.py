@@ -150,8 +150,12 @@ def evaluate(model_path: PathLike, datasets: Mapping[str, PathLike], out_dir: Pa
     """Evaluate ``model_path`` on each labelled dataset; write ``metrics.json``, ``metrics.csv``, ``parity.png``.
 
     ``datasets`` maps a name to an extxyz with ``REF_energy``/``REF_forces`` (``REF_stress`` optional).
-    ``replay`` (a key of ``datasets`` or a path) with ``foundation`` (path or name) adds the forgetting ratio
-    (see the module docstring): ``result["forgetting"]``. Returns the dict written to ``metrics.json``.
+    ``replay`` (a key of ``datasets`` or a path) with ``foundation`` (path or name) adds ``result["forgetting"]``:
+    ``forgetting_ratio_X = RMSE_X(model, replay) / RMSE_X(foundation, replay)`` for X = energy (meV/atom) and
+    forces (meV/Å) — 1: nothing forgotten, > 1: worse than the foundation on pretraining-like data; None when
+    the foundation's own RMSE is ~0 (pseudo-labelled replay), where ``deviation_from_foundation_*`` (RMSE of
+    the model against the foundation's predictions) measures forgetting instead.
+    Returns the dict written to ``metrics.json``.
     """
     from firemlip.foundation import load_model, resolve_foundation
     from firemlip.training.data import predict

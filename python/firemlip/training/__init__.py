@@ -37,6 +37,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         opts["mace_args"] = tuple(args.mace_arg)
     if args.quiet:
         opts["progress"] = False
+    if args.zbl:
+        opts["zbl"] = True
     if "replay_ratio" in opts or "epochs" in opts:
         raise FiremlipError("--set: give replay_ratio and epochs with --replay-ratio and --epochs")
     path = finetune(args.strategy, args.foundation, args.train, args.valid, args.out, replay=args.replay,
@@ -96,5 +98,7 @@ def register_cli(subparsers) -> None:
                    help="extra argument for mace_run_train (mace-multihead), repeatable: --mace-arg=--swa")
     p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                    help="any other FinetuneOptions field")
+    p.add_argument("--zbl", action="store_true",
+                   help="add MACE's ZBL pair repulsion (a short-range wall; see firemlip audit)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_finetune)

@@ -112,6 +112,8 @@ def finetune(strategy: str, foundation: PathLike, train: PathLike, valid: PathLi
     if strategy not in STRATEGIES:
         raise FiremlipError(f"finetune: unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
     options = FinetuneOptions.from_kwargs(replay_ratio=replay_ratio, epochs=epochs, **opts)
+    if options.zbl and strategy == "mace-multihead":
+        raise FiremlipError("finetune: --zbl is not available with mace-multihead (use fire, vanilla or scratch)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     foundation_path = resolve_foundation(foundation)

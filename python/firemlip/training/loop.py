@@ -70,6 +70,7 @@ class FinetuneOptions:
     name: str | None = None              # output model file stem (default: the strategy)
     progress: bool = True
     mace_args: tuple[str, ...] = ()      # extra arguments for mace_run_train (mace-multihead)
+    zbl: bool = False                    # add mace's ZBL pair repulsion (firemlip.audit.zbl.add_zbl)
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> FinetuneOptions:
@@ -276,6 +277,10 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
     head_index = heads.index(head)
 
     model = foundation_model if strategy != "scratch" else fresh_like(foundation_model, seed, opts.dtype)
+    if opts.zbl:  # the audit's remedy: a ZBL wall at short range (scratch: fresh_like keeps an existing one)
+        from firemlip.audit.zbl import add_zbl
+
+        add_zbl(model)
     model = model.to(tdtype)
     e0_info: dict[str, float] | str = "foundation"
     if opts.e0s == "average":

@@ -346,6 +346,92 @@ def _export_body(ctx: Context, rec: StageRecord) -> None:
     rec.outputs += [Path(out).name, Path(out).with_suffix(".json").name]
 
 
+def _md_structure(ctx: Context):
+    from firemlip.io import read_frames
+
+    md = ctx.cfg.stages.md
+    assert md is not None
+    if md.elastic is not None and md.elastic.structure:
+        return read_frames(ctx.cfg.path(md.elastic.structure))[0]
+    return read_frames(ctx.output("structures", "structures.extxyz"))[0]
+
+
+def _md_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.io import read_frames
+    from firemlip.lammps import render, run_lammps
+
+    md = ctx.cfg.stages.md
+    assert md is not None
+    model = ctx.output("export", "fire.lammps.pt")
+    runs: dict[str, Any] = {}
+    if md.diffusion is not None:
+        d = md.diffusion
+        atoms = read_frames(ctx.output("structures", "structures.extxyz"))[0] * tuple(d.supercell)
+        for T in d.temperatures_K:
+            name = f"diffusion_{T:g}K"
+            render("diffusion", rec.stage_dir / name, atoms, model=model, temperature_K=T, steps=d.steps,
+                   equil_steps=d.equil_steps, dump_every=d.dump_every, timestep_fs=d.timestep_fs,
+                   seed=md.seed + 1, thermo_every=max(1, d.steps // 20))
+            log = run_lammps(rec.stage_dir / name, np=md.np)
+            runs[name] = {"temperature_K": T, "timing": log.get("timing"), "warnings": log.get("warnings")}
+            rec.outputs.append(f"{name}/dump.diffusion.lammpstrj")
+    if md.elastic is not None:
+        e = md.elastic
+        render("elastic", rec.stage_dir / "elastic", _md_structure(ctx), model=model, strain=e.strain,
+               temperature_K=0, timestep_fs=1.0, seed=md.seed + 1, thermo_every=100)
+        log = run_lammps(rec.stage_dir / "elastic", np=md.np)
+        runs["elastic"] = {"timing": log.get("timing"), "warnings": log.get("warnings")}
+        rec.outputs.append("elastic/elastic_stress.dat")
+    rec.extra["runs"] = runs
+
+
+def _analyze_inputs(ctx: Context) -> dict[str, Path]:
+    return {Path(o).parent.name: ctx.stage_dir("md") / o for o in _md_outputs(ctx)}
+
+
+def _md_outputs(ctx: Context) -> list[str]:
+    md = ctx.cfg.stages.md
+    out: list[str] = []
+    if md is None:
+        return out
+    if md.diffusion is not None:
+        out += [f"diffusion_{T:g}K/dump.diffusion.lammpstrj" for T in md.diffusion.temperatures_K]
+    if md.elastic is not None:
+        out.append("elastic/elastic_stress.dat")
+    return out
+
+
+def _analyze_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.analysis.arrhenius import analyze_arrhenius
+    from firemlip.analysis.diffusion import analyze_diffusion
+    from firemlip.analysis.elastic import analyze_elastic
+
+    an = ctx.cfg.stages.analyze
+    md = ctx.cfg.stages.md
+    assert an is not None and md is not None
+    results: dict[str, Any] = {}
+    diff_jsons = []
+    if md.diffusion is not None:
+        for T in md.diffusion.temperatures_K:
+            name = f"diffusion_{T:g}K"
+            res = analyze_diffusion([ctx.stage_dir("md") / name / "dump.diffusion.lammpstrj"], an.species, T,
+                                    md.diffusion.timestep_fs,
+                                    rec.stage_dir / name, drift=an.drift, charge=an.charge, haven=an.haven,
+                                    seed=ctx.cfg.seed)
+            results[name] = res
+            diff_jsons.append(rec.stage_dir / name / "diffusion.json")
+            rec.outputs += [f"{name}/diffusion.json", f"{name}/msd.png"]
+        if len(diff_jsons) >= 2:
+            results["arrhenius"] = analyze_arrhenius(diff_jsons, rec.stage_dir / "arrhenius",
+                                                     target_T_K=an.target_T_K, haven=an.haven, charge=an.charge)
+            rec.outputs.append("arrhenius/arrhenius.json")
+    if md.elastic is not None:
+        results["elastic"] = analyze_elastic(ctx.stage_dir("md") / "elastic", rec.stage_dir / "elastic")
+        rec.outputs.append("elastic/elastic.json")
+    rec.extra["summary"] = {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, (list, dict))}
+                            for k, v in results.items() if isinstance(v, dict)}
+
+
 def _enabled(name: str) -> Callable[[RunConfig], bool]:
     def check(c: RunConfig) -> bool:
         st = getattr(c.stages, name)
@@ -393,6 +479,13 @@ STAGES: list[Stage] = [
     Stage("export", _enabled("export"),
           lambda ctx: {"model": ctx.output("finetune", f"{ctx.cfg.stages.finetune.strategy}.model")},
           lambda ctx: ctx.cfg.stages.export.model_dump(), _export_body, "export the model to LAMMPS"),
+    Stage("md", _enabled("md"),
+          lambda ctx: {"model": ctx.output("export", "fire.lammps.pt"),
+                       "structures": ctx.output("structures", "structures.extxyz")},
+          lambda ctx: ctx.cfg.stages.md.model_dump(), _md_body, "LAMMPS production MD (diffusion, elastic)"),
+    Stage("analyze", _enabled("analyze"), _analyze_inputs,
+          lambda ctx: ctx.cfg.stages.analyze.model_dump(), _analyze_body,
+          "diffusion, Arrhenius, conductivity, elastic moduli"),
 ]
 
 

@@ -1,0 +1,191 @@
+"""Arrhenius analysis: D(T) = D0 exp(−Ea / k_B T), activation energy and extrapolation to room temperature.
+
+The fit is a weighted straight line ln D = ln D0 − (Ea/k_B)(1/T) with σ(ln D) = σ_D / D (weighted least squares,
+absolute errors; when χ²/dof > 1 the covariance is scaled by it so scatter beyond the error bars widens the
+uncertainty). Ea in eV, D in cm²/s, σ in S/cm, T in K. The extrapolated ln D(T*) has variance
+J Σ Jᵀ with J = (1, 1/T*); the confidence band uses Student's t with the fit's degrees of freedom.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from firemlip.analysis._common import BOLTZMANN_EV_K, mpl, read_json, save_figure, write_result
+from firemlip.errors import FiremlipError
+
+
+def arrhenius_fit(temperatures_K: Sequence[float], diffusivities_cm2_s: Sequence[float],
+                  errors_cm2_s: Sequence[float] | None = None, target_T_K: float = 300.0,
+                  confidence: float = 0.95) -> dict[str, Any]:
+    """Fit ln D vs 1/T; return Ea (eV) ± 1σ, D0 (cm²/s), and D at ``target_T_K`` with a confidence band.
+
+    With errors, two temperatures suffice (the error bars alone fix the uncertainty); without, at least three.
+    """
+    from scipy import stats
+
+    T = np.asarray(temperatures_K, float)
+    D = np.asarray(diffusivities_cm2_s, float)
+    if T.shape != D.shape or T.ndim != 1:
+        raise FiremlipError("arrhenius: temperatures and diffusivities must be 1-D lists of equal length")
+    if np.any(~np.isfinite(T)) or np.any(T <= 0):
+        raise FiremlipError("arrhenius: every temperature must be a positive number in K")
+    if np.any(~np.isfinite(D)) or np.any(D <= 0):
+        raise FiremlipError("arrhenius: every diffusivity must be positive (a non-diffusive run gives D ≤ 0)")
+    if len(np.unique(T)) < 2:
+        raise FiremlipError(f"arrhenius: too few temperatures for a fit ({len(np.unique(T))}; need at least 2)")
+    x, y = 1.0 / T, np.log(D)
+    if errors_cm2_s is not None:
+        E = np.asarray(errors_cm2_s, float)
+        if E.shape != D.shape or np.any(~np.isfinite(E)) or np.any(E <= 0):
+            raise FiremlipError("arrhenius: errors must be positive numbers, one per temperature")
+        sy = E / D
+    else:
+        if len(T) < 3:
+            raise FiremlipError("arrhenius: without error bars at least 3 temperatures are needed")
+        sy = None
+    dof = len(T) - 2
+    # Weighted linear least squares in centred x (well conditioned), then back to (ln D0, slope).
+    w = np.ones_like(x) if sy is None else 1.0 / sy ** 2
+    xm = float(np.sum(w * x) / np.sum(w))
+    A = np.vstack([np.ones_like(x), x - xm]).T
+    cov_c = np.linalg.inv(A.T @ (A * w[:, None]))
+    pc = cov_c @ (A.T @ (w * y))
+    resid = y - A @ pc
+    chi2 = float(np.sum(w * resid ** 2))
+    if sy is None:
+        cov_c = cov_c * chi2 / dof  # errors from the scatter
+    chi2_red = chi2 / dof if (sy is not None and dof > 0) else float("nan")
+    scaled = bool(sy is not None and dof > 0 and chi2_red > 1.0)
+    if scaled:
+        cov_c = cov_c * chi2_red
+    Tm = np.array([[1.0, -xm], [0.0, 1.0]])  # (a, b) = Tm @ (a_c, b)
+    p = Tm @ pc
+    cov = Tm @ cov_c @ Tm.T
+    a, b = float(p[0]), float(p[1])
+    Ea = -b * BOLTZMANN_EV_K
+    Ea_err = float(np.sqrt(cov[1, 1])) * BOLTZMANN_EV_K
+    z = float(stats.t.ppf(0.5 + confidence / 2, dof)) if (sy is None or scaled) else \
+        float(stats.norm.ppf(0.5 + confidence / 2))
+    J = np.array([1.0, 1.0 / target_T_K])
+    s_ln = float(np.sqrt(J @ cov @ J))
+    lnD = a + b / target_T_K
+    return {
+        "activation_energy_eV": Ea, "activation_energy_err_eV": Ea_err,
+        "prefactor_D0_cm2_s": float(np.exp(a)), "ln_D0_err": float(np.sqrt(cov[0, 0])),
+        "covariance_lnD0_slope": cov.tolist(), "chi2_reduced": chi2_red, "covariance_scaled_by_chi2": scaled,
+        "n_temperatures": int(len(T)), "temperatures_K": T.tolist(), "diffusivities_cm2_s": D.tolist(),
+        "errors_cm2_s": None if errors_cm2_s is None else np.asarray(errors_cm2_s, float).tolist(),
+        "target_temperature_K": float(target_T_K), "confidence": confidence, "band_z": z,
+        "diffusivity_target_cm2_s": float(np.exp(lnD)),
+        "diffusivity_target_err_cm2_s": float(np.exp(lnD) * s_ln),
+        "diffusivity_target_band_cm2_s": [float(np.exp(min(lnD - z * s_ln, 700.0))),
+                                          float(np.exp(min(lnD + z * s_ln, 700.0)))],
+        "_ln_sigma_target": s_ln,
+    }
+
+
+def _ln_band(fit: dict[str, Any], T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = np.log(fit["prefactor_D0_cm2_s"])
+    b = -fit["activation_energy_eV"] / BOLTZMANN_EV_K
+    cov = np.asarray(fit["covariance_lnD0_slope"])
+    J = np.vstack([np.ones_like(T), 1.0 / T])
+    s = np.sqrt(np.einsum("in,ij,jn->n", J, cov, J))
+    return a + b / T, s
+
+
+def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]], out_dir: str | os.PathLike[str],
+                      *, target_T_K: float = 300.0, confidence: float = 0.95, haven: float | None = None,
+                      charge: float | None = None) -> dict[str, Any]:
+    """Arrhenius stage over ``diffusion.json`` results (paths or dicts) of one species at several T.
+
+    Writes ``arrhenius.json`` and ``arrhenius.png``. σ at ``target_T_K`` (S/cm) follows from the extrapolated D
+    with the mean number density of the runs: tracer-based (H_R = 1) and charge-based with the mean computed
+    Haven ratio of the runs, else ``haven`` (reported as assumed).
+    """
+    from firemlip.analysis._common import formal_charge
+    from firemlip.analysis.conductivity import nernst_einstein
+
+    rows = []
+    for r in results:
+        name = str(r) if not isinstance(r, dict) else "result"
+        d = r if isinstance(r, dict) else read_json(r, "diffusion result")
+        if d.get("temperature_K") is None:
+            raise FiremlipError(f"{name}: no temperature_K in the diffusion result")
+        if d.get("diffusivity_cm2_s") is None:
+            raise FiremlipError(f"{name}: no diffusivity_cm2_s in the diffusion result")
+        rows.append((name, d))
+    if len(rows) < 2:
+        raise FiremlipError(f"arrhenius: too few results for a fit ({len(rows)}; need at least 2 temperatures)")
+    species = {d.get("species") for _, d in rows}
+    if len(species) > 1:
+        raise FiremlipError(f"arrhenius: results mix species {sorted(map(str, species))}")
+    T = [float(d["temperature_K"]) for _, d in rows]
+    D = [float(d["diffusivity_cm2_s"]) for _, d in rows]
+    errs = [d.get("diffusivity_err_cm2_s") for _, d in rows]
+    E = None if any(e is None or not e > 0 for e in errs) else [float(e) for e in errs]
+    fit = arrhenius_fit(T, D, E, target_T_K=target_T_K, confidence=confidence)
+    sp = species.pop()
+    res: dict[str, Any] = {"analysis": "arrhenius", "species": sp, "inputs": [n for n, _ in rows], **fit}
+    dens = [d.get("number_density_cm3") for _, d in rows]
+    if sp and all(v for v in dens):
+        try:
+            z = formal_charge(sp, charge)
+        except FiremlipError as exc:
+            z = None
+            res["conductivity_note"] = str(exc)
+        if z is not None:
+            n = float(np.mean(dens))
+            Dt, band = fit["diffusivity_target_cm2_s"], fit["diffusivity_target_band_cm2_s"]
+            s_tr = nernst_einstein(n, z, Dt, target_T_K)
+            res.update(charge_e=z, number_density_cm3=n, sigma_tracer_target_S_cm=s_tr,
+                       sigma_tracer_target_band_S_cm=[nernst_einstein(n, z, v, target_T_K) for v in band])
+            hs = [d["haven_ratio"] for _, d in rows
+                  if d.get("haven_ratio") and str(d.get("haven_source", "")).startswith("computed")]
+            if hs:
+                h, src = float(np.mean(hs)), f"computed (mean of {len(hs)} runs)"
+            elif haven is not None:
+                h, src = float(haven), "assumed (user value)"
+            else:
+                h, src = None, "not available (give --haven)"
+            res.update(haven_ratio=h, haven_source=src)
+            if h is not None:
+                res.update(sigma_charge_target_S_cm=s_tr / h,
+                           sigma_charge_target_band_S_cm=[v / h for v in res["sigma_tracer_target_band_S_cm"]])
+    res.pop("_ln_sigma_target", None)
+    res["units"] = {"activation_energy": "eV", "diffusivity": "cm^2/s", "temperature": "K", "sigma": "S/cm",
+                    "band": f"{int(confidence * 100)}% confidence"}
+    out = Path(out_dir)
+    plot_arrhenius(fit, sp, out / "arrhenius.png")
+    res["plot"] = "arrhenius.png"
+    write_result(out / "arrhenius.json", res)
+    return res
+
+
+def plot_arrhenius(fit: dict[str, Any], species: str | None, path: str | os.PathLike[str]) -> None:
+    """log10 D vs 1000/T with error bars, the fit line and its confidence band down to the target T."""
+    plt = mpl()
+    T = np.asarray(fit["temperatures_K"])
+    D = np.asarray(fit["diffusivities_cm2_s"])
+    Tt = fit["target_temperature_K"]
+    grid = np.linspace(1000.0 / max(T.max(), Tt) * 0.95, 1000.0 / min(T.min(), Tt) * 1.02, 100)
+    lnD, s = _ln_band(fit, 1000.0 / grid)
+    z = fit["band_z"]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    ln10 = np.log(10)
+    ax.fill_between(grid, (lnD - z * s) / ln10, (lnD + z * s) / ln10, color="C0", alpha=0.2,
+                    label=f"{int(fit['confidence'] * 100)}% band")
+    ax.plot(grid, lnD / ln10, "C0-",
+            label=f"Ea = {fit['activation_energy_eV']:.3f} ± {fit['activation_energy_err_eV']:.3f} eV")
+    yerr = None if fit["errors_cm2_s"] is None else np.asarray(fit["errors_cm2_s"]) / D / ln10
+    ax.errorbar(1000.0 / T, np.log10(D), yerr=yerr, fmt="ko", ms=4, label=f"{species or ''} MD")
+    ax.plot([1000.0 / Tt], [np.log10(fit["diffusivity_target_cm2_s"])], "r*", ms=10,
+            label=f"D({Tt:g} K) = {fit['diffusivity_target_cm2_s']:.2e} cm²/s")
+    ax.set_xlabel("1000 / T (1/K)")
+    ax.set_ylabel("log$_{10}$ D (cm²/s)")
+    ax.legend(fontsize=7)
+    save_figure(fig, path)

@@ -1,0 +1,134 @@
+"""Impedance fit, scaling timings and local-structure checks (analysis stage), with known answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.io import write
+
+from firemlip.analysis.impedance import analyze_impedance
+from firemlip.analysis.scaling import analyze_scaling, parse_lammps_log
+from firemlip.analysis.structure import structure_check
+from firemlip.cli import main
+from firemlip.errors import FiremlipError
+
+TRUE = [15.0, 800.0, 1e-9, 0.9, 5e-6, 0.85]  # R0, R1 (Ω), Q1, α1, Q2, α2
+
+
+def synthetic_spectrum(path: Path, noise: float = 0.005, minus_zim: bool = True) -> None:
+    from impedance.models.circuits import CustomCircuit
+
+    c = CustomCircuit("R0-p(R1,CPE1)-CPE2", initial_guess=TRUE)
+    f = np.logspace(8, -1, 70)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        Z = c.predict(f, use_initial=True)
+    rng = np.random.default_rng(0)
+    Z = Z * (1 + noise * rng.normal(size=f.size))
+    zi = -Z.imag if minus_zim else Z.imag
+    path.write_text("frequency_Hz,Zre_ohm,-Zim_ohm\n" + "\n".join(f"{a:.6e},{b:.6e},{c:.6e}"
+                                                                  for a, b, c in zip(f, Z.real, zi, strict=False)) + "\n")
+
+
+def test_impedance_fit_recovers_conductivity(tmp_path: Path) -> None:
+    synthetic_spectrum(tmp_path / "eis.csv")
+    res = analyze_impedance(tmp_path / "eis.csv", 0.1, 0.5, tmp_path / "out", temperature_K=298)
+    true_sigma = 0.1 / ((TRUE[0] + TRUE[1]) * 0.5)
+    assert res["sigma_S_cm"] == pytest.approx(true_sigma, rel=0.02)
+    assert abs(res["sigma_S_cm"] - true_sigma) < 3 * res["sigma_err_S_cm"] + 0.005 * true_sigma
+    assert "flipped" in res["sign_convention"]
+    assert (tmp_path / "out" / "nyquist.png").exists()
+    # the same data with Z'' negative (as measured) gives the same answer
+    synthetic_spectrum(tmp_path / "eis2.csv", minus_zim=False)
+    res2 = analyze_impedance(tmp_path / "eis2.csv", 0.1, 0.5, tmp_path / "out2")
+    assert res2["sigma_S_cm"] == pytest.approx(res["sigma_S_cm"], rel=1e-6)
+
+
+def test_impedance_comparison_table_and_bad_columns(tmp_path: Path, capsys) -> None:
+    synthetic_spectrum(tmp_path / "eis.csv")
+    sim = tmp_path / "conductivity.json"
+    sim.write_text(json.dumps({"temperature_K": 300, "sigma_tracer_S_cm": 1e-3, "sigma_tracer_err_S_cm": 1e-4,
+                               "sigma_charge_S_cm": 2e-3, "sigma_charge_err_S_cm": 3e-4, "haven_source": "assumed"}))
+    assert main(["analyze", "impedance", str(tmp_path / "eis.csv"), "--thickness-cm", "0.1", "--area-cm2", "0.5",
+                 "--simulated", str(sim), "-o", str(tmp_path / "o")]) == 0
+    table = json.loads((tmp_path / "o" / "impedance.json").read_text())["comparison"]
+    assert len(table) == 3 and table[0]["source"].startswith("measured")
+    (tmp_path / "bad.csv").write_text("f,Zre\n" + "\n".join(f"{i + 1},{i}" for i in range(20)))
+    with pytest.raises(FiremlipError, match="expected 3 columns"):
+        analyze_impedance(tmp_path / "bad.csv", 0.1, 0.5, tmp_path / "o")
+    capsys.readouterr()
+    assert main(["analyze", "impedance", str(tmp_path / "bad.csv"), "--thickness-cm", "0.1", "--area-cm2", "0.5",
+                 "-o", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "expected 3 columns" in err[0]
+
+
+LOG = """LAMMPS (22 Jul 2025)
+Loop time of 0.5 on 1 procs for 10 steps with {n} atoms
+Performance: ...
+Loop time of {t} on 1 procs for 100 steps with {n} atoms
+"""
+
+
+def test_scaling_from_logs_tables_and_run_dirs(tmp_path: Path) -> None:
+    for n, t in ((16, 1.0), (128, 1.1), (1024, 1.6)):
+        d = tmp_path / f"run{n}"
+        d.mkdir()
+        (d / "log.lammps").write_text(LOG.format(n=n, t=t))
+    (tmp_path / "t.csv").write_text("atoms,ms_per_step\n3456,30.0\n")
+    (tmp_path / "t.json").write_text(json.dumps({"runs": [{"atoms": 8192, "loop_time_s": 5.0, "steps": 100}]}))
+    assert parse_lammps_log(tmp_path / "run16" / "log.lammps")["ms_per_step"] == pytest.approx(10.0)
+    res = analyze_scaling([tmp_path / "run1024", tmp_path / "run16", tmp_path / "run128", tmp_path / "t.csv",
+                           tmp_path / "t.json"], tmp_path / "out", label="test")
+    atoms = [r["atoms"] for r in res["runs"]]
+    assert atoms == [16, 128, 1024, 3456, 8192]
+    assert res["runs"][0]["us_per_atom_step"] == pytest.approx(10.0 * 1000 / 16)
+    assert res["runs"][-1]["ms_per_step"] == pytest.approx(50.0)
+    assert 0 < res["exponent"] < 1
+    assert (tmp_path / "out" / "scaling.png").exists()
+    (tmp_path / "empty.log").write_text("LAMMPS\nERROR: something\n")
+    with pytest.raises(FiremlipError, match="no 'Loop time"):
+        analyze_scaling([tmp_path / "empty.log"], tmp_path / "o2")
+
+
+def _liquid_like(ref: Atoms, seed: int = 0, dmin: float = 1.9) -> Atoms:
+    """Random positions at the reference density with a hard-core minimum distance (disordered; cubic cell)."""
+    rng = np.random.default_rng(seed)
+    L = ref.cell.lengths()
+    pos = np.empty((0, 3))
+    while len(pos) < len(ref):
+        p = rng.uniform(0, 1, 3) * L
+        d = pos - p
+        d -= L * np.round(d / L)
+        if not len(pos) or np.sqrt((d * d).sum(1)).min() > dmin:
+            pos = np.vstack([pos, p])
+    return Atoms(ref.get_chemical_symbols(), positions=pos, cell=ref.cell, pbc=True)
+
+
+def test_structure_check_flags_melted_and_collapsed_frames(tmp_path: Path) -> None:
+    ref = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(3)
+    rattled = ref.copy()
+    rattled.rattle(0.05, seed=1)
+    melted = _liquid_like(ref)
+    squeezed = ref.copy()
+    squeezed.set_cell(ref.cell * 0.6, scale_atoms=True)
+    rows = structure_check([ref, rattled, melted, squeezed], ref)
+    assert rows[0]["ok"] and rows[1]["ok"], rows[1]["reasons"]
+    assert rows[0]["cn"]["Cu"] == pytest.approx(12.0) and rows[0]["q6"] == pytest.approx(0.5745, abs=1e-3)
+    assert "melted" in rows[2]["flags"], rows[2]
+    assert "collapsed" in rows[3]["flags"]
+    write(tmp_path / "frames.extxyz", [ref, rattled, melted, squeezed])
+    write(tmp_path / "ref.extxyz", ref)
+    assert main(["analyze", "structure", str(tmp_path / "frames.extxyz"), "--reference", str(tmp_path / "ref.extxyz"),
+                 "-o", str(tmp_path / "s")]) == 0
+    res = json.loads((tmp_path / "s" / "structure.json").read_text())
+    assert res["flagged_frames"] == [2, 3] and (tmp_path / "s" / "structure.png").exists()
+    with pytest.raises(FiremlipError):
+        structure_check([], ref)
