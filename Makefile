@@ -46,3 +46,24 @@ lint: setup
 
 clean:
 	rm -rf plugin/build runs
+
+# ---- teacher environments for `firemlip foundation distill` (separate venvs: sevenn needs e3nn>=0.5, which
+# conflicts with mace-torch's e3nn pin). Not part of `setup`/`test`. torch is pinned first and alone so pip never
+# pulls a CUDA build. FIREMLIP_TEACHER_VENVS (default .venv-teachers) is where firemlip looks for them.
+TEACHERS_DIR ?= .venv-teachers
+TEACHER_STAMP := .firemlip-teacher
+.PHONY: teachers
+
+teachers: $(TEACHERS_DIR)/sevenn/$(TEACHER_STAMP) $(TEACHERS_DIR)/chgnet/$(TEACHER_STAMP)
+
+$(TEACHERS_DIR)/chgnet/$(TEACHER_STAMP):
+	test -x $(TEACHERS_DIR)/chgnet/bin/python || python3 -m venv $(TEACHERS_DIR)/chgnet
+	$(TEACHERS_DIR)/chgnet/bin/pip install -q torch==2.13.0
+	$(TEACHERS_DIR)/chgnet/bin/pip install -q torch==2.13.0 chgnet==0.4.2
+	touch $@
+
+$(TEACHERS_DIR)/sevenn/$(TEACHER_STAMP):
+	test -x $(TEACHERS_DIR)/sevenn/bin/python || python3 -m venv $(TEACHERS_DIR)/sevenn
+	$(TEACHERS_DIR)/sevenn/bin/pip install -q torch==2.13.0
+	$(TEACHERS_DIR)/sevenn/bin/pip install -q torch==2.13.0 sevenn==0.13.0
+	touch $@

@@ -60,10 +60,15 @@ class LabellerConfig(_Strict):
 
 
 class DistillConfig(_Strict):
-    teacher: str = "chgnet"
+    """Distil a compact MACE foundation from a universal teacher (see ``firemlip foundation distill``)."""
+
+    teacher: str = "sevenn"
     elements: list[str] = Field(default_factory=list)
+    structures: list[str] = Field(default_factory=list)
     size: Literal["tiny", "small", "medium"] = "small"
     budget_minutes: PositiveFloat = 60
+    cache_dir: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
 
 
 class FoundationConfig(_Strict):

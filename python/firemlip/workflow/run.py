@@ -136,13 +136,20 @@ def _foundation_body(ctx: Context, rec: StageRecord) -> None:
         from firemlip.distill import distill_foundation
 
         d = fc.distill
-        out = distill_foundation(teacher=d.teacher, elements=d.elements, size=d.size,
-                                 budget_minutes=d.budget_minutes, out_dir=rec.stage_dir / "distill",
-                                 device=ctx.cfg.device, seed=ctx.cfg.seed)
-        shutil.copy2(out["model"], rec.stage_dir / "foundation.model")
-        shutil.copy2(out["pretrain"], rec.stage_dir / "pretrain.extxyz")
+        dd = rec.stage_dir / "distill" if not d.cache_dir else ctx.cfg.path(d.cache_dir)
+        report = distill_foundation(d.teacher, d.elements, dd,
+                                    structures=[str(ctx.cfg.path(p)) for p in d.structures],
+                                    size=d.size, budget_minutes=d.budget_minutes, device=ctx.cfg.device,
+                                    seed=ctx.cfg.seed, **d.options)
+        shutil.copy2(dd / "foundation.model", rec.stage_dir / "foundation.model")
+        shutil.copy2(dd / "pretrain.extxyz", rec.stage_dir / "pretrain.extxyz")
         rec.outputs.append("pretrain.extxyz")
-        rec.extra["foundation"] = {"how": "distilled", "teacher": d.teacher, "report": out.get("report")}
+        for extra in ("parity.png", "report.json"):
+            if (dd / extra).exists():
+                shutil.copy2(dd / extra, rec.stage_dir / f"distill_{extra}")
+                rec.outputs.append(f"distill_{extra}")
+        rec.extra["foundation"] = {"how": "distilled", "teacher": d.teacher, "directory": str(dd),
+                                   "heldout": report.get("heldout") or report.get("metrics")}
     else:
         raise FiremlipError("foundation: give foundation.model (a name such as mace-mp-0-small or a .model path) "
                             "or foundation.distill")

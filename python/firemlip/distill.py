@@ -1,0 +1,955 @@
+"""Offline foundation: distil a compact MACE student from a universal teacher (``firemlip foundation distill``).
+
+Where no MACE foundation file can be had, a teacher whose weights ship in its package (SevenNet-0, CHGNet), any
+ASE calculator, or a large MACE model labels structures of the user's chemistry, and a MACE student of a chosen
+size is trained on them from scratch. The labelled set is the student's pretraining data and therefore the
+replay data FIRE needs.
+
+Steps (all resumable: labels are cached per frame, MD runs and training are checkpointed):
+
+1. **Prototypes** for the elements and their binaries/ternaries (bcc, fcc, hcp, sc, diamond; rocksalt, CsCl,
+   zincblende, fluorite and antifluorite; cubic perovskites; random substitutional alloys), each first scaled so
+   that its nearest-neighbour distance matches tabulated radii, then **scanned** in volume with the teacher to
+   find the teacher's equilibrium (a parabola through the lowest points).
+2. Around each *plausible* prototype (formation energy per atom, relative to the elements' best prototypes, below
+   ``plausible_max_eV_atom``) and around the user's structures: volumes scanned about the equilibrium, supercells
+   rattled (σ up to ``rattle_max_A``, default 0.2 Å) and strained (±``max_strain``, default 5 %), vacancies,
+   surface slabs, and short teacher MD (Langevin) snapshots at several temperatures. A minimum-distance filter
+   (``min_dist_factor`` × sum of covalent radii) removes unphysical frames before any teacher call; frames
+   with teacher forces above ``max_force_eV_A`` or per-atom energies more than ``max_energy_window_eV_atom``
+   above the lowest of their composition are dropped after labelling (counted in the report).
+3. **Labels** (energy eV, forces eV/Å, stress eV/Å³) through :func:`firemlip.labelling.label_frames` (cache +
+   resume); worker teachers (``sevenn``, ``chgnet``, ``worker:...``) run in their own interpreter
+   (:mod:`firemlip.teachers`), kept alive for the whole run.
+4. **Student**: :func:`firemlip.models.build_mace` of ``size`` (tiny | small | medium) with E0s fitted by least
+   squares, average neighbour count, force-RMS scale and mean-residual shift from the training frames, trained
+   with the fine-tuning engine's ``scratch`` strategy for as many epochs as the time budget allows.
+5. **Outputs** in ``DIR``: ``foundation.model``, ``pretrain.extxyz`` (every labelled frame, with
+   ``distill_split`` = train | valid | test), ``report.json`` + ``parity.png`` (student vs teacher on the held-out
+   10 %), ``manifest.json`` (records ``pretrain.extxyz`` as this foundation's pretraining/replay data); working
+   files in ``DIR/work/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from ase import Atoms
+
+from firemlip.errors import FiremlipError
+
+os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
+SIZES = ("tiny", "small", "medium")
+EV_A3_TO_GPA = 160.21766208
+
+
+# ============================================================================================== settings
+@dataclass
+class DistillSettings:
+    """Parameters of a distillation run (lengths Å, energies eV, temperatures K, times fs / minutes)."""
+
+    size: str = "small"                   # student preset: tiny | small | medium (firemlip.models.PRESETS)
+    budget_minutes: float = 60.0          # whole run (labelling + training); training fills what is left
+    device: str = "cpu"                   # teacher (built-in / mace) and student device
+    seed: int = 0
+    # --- structure generation
+    max_atoms: int = 24                   # supercells are grown up to this many atoms
+    scan_points: int = 7                  # coarse volume scan of each prototype (linear factors below)
+    scan_range: tuple[float, float] = (0.86, 1.22)
+    volume_points: int = 5                # volumes about the teacher's equilibrium (linear ±volume_range)
+    volume_range: float = 0.05
+    binaries: bool = True
+    ternaries: bool = True
+    n_alloys: int = 4                     # random substitutional alloys over the whole element set
+    plausible_max_eV_atom: float = 1.0    # prototypes above this formation energy get no derived frames
+    n_rattle: int = 3                     # rattled (+ slightly strained) supercells per plausible prototype
+    rattle_max_A: float = 0.2
+    n_strain: int = 2
+    max_strain: float = 0.05
+    n_vacancy: int = 1
+    n_slab: int = 1
+    slab_vacuum_A: float = 6.0
+    n_user_copies: int = 4                # rattled/strained copies per user structure (besides volumes)
+    md_structures: int = 4                # equilibrium supercells (user structures first) run with teacher MD
+    md_temperatures: tuple[float, ...] = (300.0, 800.0, 1500.0)
+    md_steps: int = 30
+    md_interval: int = 10
+    md_timestep_fs: float = 1.0
+    min_dist_factor: float = 0.5
+    max_force_eV_A: float = 30.0
+    max_energy_window_eV_atom: float = 2.0
+    label_batch: int = 8
+    teacher_settings: dict[str, Any] = field(default_factory=dict)
+    # --- student training
+    holdout_fraction: float = 0.1
+    valid_fraction: float = 0.1
+    epochs: int | None = None             # None: as many as the budget allows (at most max_epochs)
+    max_epochs: int = 400
+    probe_epochs: int = 2
+    batch_size: int = 8
+    lr: float = 5e-3
+    energy_weight: float = 1.0
+    forces_weight: float = 10.0
+    stress_weight: float = 1.0
+    dtype: str = "float32"
+    patience: int = 40
+    threads: int | None = None            # torch intra-op threads during the run (None: leave torch's setting)
+    progress: bool = True
+
+    @classmethod
+    def from_kwargs(cls, **kw: Any) -> DistillSettings:
+        known = {f.name for f in fields(cls)}
+        bad = sorted(set(kw) - known)
+        if bad:
+            raise FiremlipError(f"distill: unknown option(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
+        s = cls(**kw)
+        s.validate()
+        return s
+
+    def validate(self) -> None:
+        if self.size not in SIZES:
+            raise FiremlipError(f"distill: --size must be one of {', '.join(SIZES)}, got {self.size!r}")
+        if not self.budget_minutes > 0:
+            raise FiremlipError(f"distill: --budget-minutes must be positive, got {self.budget_minutes}")
+        if not (str(self.device) == "cpu" or str(self.device).startswith("cuda")):
+            raise FiremlipError(f"distill: --device must be cpu or cuda, got {self.device!r}")
+        for name in ("max_atoms", "scan_points", "volume_points", "md_interval", "label_batch", "batch_size",
+                     "max_epochs", "probe_epochs", "patience"):
+            if int(getattr(self, name)) < 1:
+                raise FiremlipError(f"distill: {name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("rattle_max_A", "max_strain", "volume_range", "min_dist_factor", "md_steps", "n_rattle",
+                     "n_strain", "n_vacancy", "n_slab", "n_alloys", "n_user_copies", "md_structures"):
+            if getattr(self, name) < 0:
+                raise FiremlipError(f"distill: {name} must not be negative, got {getattr(self, name)}")
+        if not 0 < self.holdout_fraction < 0.5 or not 0 < self.valid_fraction < 0.5:
+            raise FiremlipError("distill: holdout_fraction and valid_fraction must lie in (0, 0.5)")
+        if self.epochs is not None and self.epochs < 1:
+            raise FiremlipError(f"distill: --epochs must be positive, got {self.epochs}")
+        if self.dtype not in ("float32", "float64"):
+            raise FiremlipError(f"distill: dtype must be float32 or float64, got {self.dtype!r}")
+
+
+def parse_elements(text: str | Sequence[str]) -> list[str]:
+    """``"Li,P,S,Cl"`` (or a list) → validated, de-duplicated chemical symbols in the given order."""
+    from ase.data import atomic_numbers
+
+    items = text.replace(" ", ",").split(",") if isinstance(text, str) else list(text)
+    out: list[str] = []
+    for it in items:
+        it = str(it).strip()
+        if not it:
+            continue
+        if it not in atomic_numbers or it == "X":
+            raise FiremlipError(f"--elements: {it!r} is not a chemical symbol (expected e.g. Li,P,S,Cl)")
+        if it not in out:
+            out.append(it)
+    if not out:
+        raise FiremlipError("--elements: give at least one element, e.g. --elements Li,P,S,Cl")
+    return out
+
+
+# ============================================================================================== geometry
+def _radius(z: int) -> float:
+    """Half the nearest-neighbour distance (Å) of the element's reference crystal, else its covalent radius."""
+    from ase.data import covalent_radii, reference_states
+
+    ref = reference_states[z] if z < len(reference_states) else None
+    if ref and "a" in ref:
+        a = float(ref["a"])
+        sym = ref.get("symmetry")
+        nn = {"bcc": a * math.sqrt(3) / 2, "fcc": a / math.sqrt(2), "hcp": a, "diamond": a * math.sqrt(3) / 4,
+              "sc": a}.get(sym)
+        if nn is not None:
+            return nn / 2
+    return float(covalent_radii[z])
+
+
+def _pair_distances(atoms: Atoms, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from ase.neighborlist import neighbor_list
+
+    return neighbor_list("ijd", atoms, cutoff, self_interaction=False)
+
+
+def _scale_to_radii(atoms: Atoms) -> Atoms:
+    """Scale ``atoms`` isotropically so its shortest bonds equal the sum of the two atoms' radii (Å)."""
+    a = atoms.copy()
+    vol_per_atom = abs(a.get_volume()) / len(a)
+    i, j, d = _pair_distances(a, 1.6 * vol_per_atom ** (1 / 3))
+    if len(d) == 0:
+        return a
+    dmin = float(d.min())
+    near = d < dmin * 1.01
+    target = float(np.mean([_radius(int(a.numbers[p])) + _radius(int(a.numbers[q]))
+                            for p, q in zip(i[near], j[near], strict=True)]))
+    a.set_cell(a.cell.array * (target / dmin), scale_atoms=True)
+    return a
+
+
+def min_distance_ok(atoms: Atoms, factor: float) -> bool:
+    """False when two atoms are closer than ``factor`` × the sum of their covalent radii (periodic images too)."""
+    from ase.data import covalent_radii
+
+    if len(atoms) == 0:
+        return False
+    if factor <= 0:
+        return True
+    r = covalent_radii[atoms.numbers]
+    cutoff = float(factor * 2 * r.max()) + 1e-6
+    i, j, d = _pair_distances(atoms, cutoff)
+    return bool(np.all(d >= factor * (r[i] + r[j])))
+
+
+def supercell(atoms: Atoms, max_atoms: int) -> Atoms:
+    """Repeat ``atoms`` along its shortest axes while the total stays ≤ ``max_atoms`` (close to isotropic)."""
+    reps = [1, 1, 1]
+    lengths = atoms.cell.lengths()
+    while True:
+        for ax in np.argsort([lengths[k] * reps[k] for k in range(3)]):
+            trial = list(reps)
+            trial[ax] += 1
+            if len(atoms) * int(np.prod(trial)) <= max_atoms:
+                reps = trial
+                break
+        else:
+            break
+    return atoms.repeat(reps)
+
+
+def _strained(atoms: Atoms, rng: np.random.Generator, max_strain: float) -> Atoms:
+    eps = rng.uniform(-max_strain, max_strain, (3, 3))
+    eps = 0.5 * (eps + eps.T)
+    b = atoms.copy()
+    b.set_cell(atoms.cell.array @ (np.eye(3) + eps), scale_atoms=True)
+    return b
+
+
+def _rattled(atoms: Atoms, rng: np.random.Generator, sigma: float) -> Atoms:
+    b = atoms.copy()
+    b.positions = b.positions + rng.normal(0.0, sigma, b.positions.shape)
+    return b
+
+
+def _tag(atoms: Atoms, config_type: str, proto: str, **extra: Any) -> Atoms:
+    atoms.pbc = True
+    atoms.info["config_type"] = config_type
+    atoms.info["source"] = f"distill:{proto}"
+    atoms.info["prototype"] = proto
+    for k, v in extra.items():
+        atoms.info[k] = v
+    return atoms
+
+
+# ============================================================================================== prototypes
+@dataclass
+class Prototype:
+    """A starting structure: name, kind (element | binary | ternary | alloy | user) and atoms (Å)."""
+
+    name: str
+    kind: str
+    atoms: Atoms
+
+
+def _perovskite(a_el: str, b_el: str, x_el: str) -> Atoms:
+    return Atoms([a_el, b_el, x_el, x_el, x_el],
+                 scaled_positions=[(0, 0, 0), (.5, .5, .5), (.5, .5, 0), (.5, 0, .5), (0, .5, .5)],
+                 cell=np.eye(3), pbc=True)
+
+
+def make_prototypes(elements: Sequence[str], settings: DistillSettings) -> list[Prototype]:
+    """Bulk prototypes of the elements, their binaries and ternaries and random alloys, scaled to tabulated radii."""
+    from ase.build import bulk
+    from ase.data import atomic_numbers
+
+    protos: list[Prototype] = []
+
+    def add(name: str, kind: str, build) -> None:
+        try:
+            at = build()
+        except Exception:  # ASE refuses some combinations; they are simply skipped
+            return
+        at.pbc = True
+        protos.append(Prototype(name, kind, _scale_to_radii(at)))
+
+    for el in elements:
+        for cs in ("bcc", "fcc", "hcp", "sc", "diamond"):
+            kw: dict[str, Any] = {"a": 1.0}
+            if cs == "hcp":
+                kw["c"] = math.sqrt(8 / 3)
+            add(f"{el}-{cs}", "element", lambda el=el, cs=cs, kw=kw: bulk(el, cs, **kw))
+    if settings.binaries:
+        for a_el, b_el in itertools.combinations(elements, 2):
+            for cs in ("rocksalt", "cesiumchloride", "zincblende"):
+                add(f"{a_el}{b_el}-{cs}", "binary", lambda a_el=a_el, b_el=b_el, cs=cs: bulk(a_el + b_el, cs, a=1.0))
+            add(f"{a_el}{b_el}2-fluorite", "binary", lambda a_el=a_el, b_el=b_el: bulk(f"{a_el}{b_el}2", "fluorite",
+                                                                                      a=1.0))
+            add(f"{a_el}2{b_el}-antifluorite", "binary",
+                lambda a_el=a_el, b_el=b_el: bulk(f"{b_el}{a_el}2", "fluorite", a=1.0))
+    if settings.ternaries:
+        for trio in itertools.combinations(elements, 3):
+            for x_el in trio:
+                a_el, b_el = [e for e in trio if e != x_el]
+                add(f"{a_el}{b_el}{x_el}3-perovskite", "ternary",
+                    lambda a_el=a_el, b_el=b_el, x_el=x_el: _perovskite(a_el, b_el, x_el))
+    if len(elements) >= 2 and settings.n_alloys > 0:
+        rng = np.random.default_rng([settings.seed, 11])
+        for k in range(settings.n_alloys):
+            lattice = "fcc" if k % 2 == 0 else "bcc"
+            base = bulk("Cu", lattice, a=1.0, cubic=True)
+            base = supercell(base, max(len(base), settings.max_atoms // 2))
+            for _ in range(20):
+                nums = rng.choice([int(atomic_numbers[e]) for e in elements], len(base))
+                if len(set(nums.tolist())) >= 2:
+                    break
+            at = base.copy()
+            at.numbers = nums
+            add(f"alloy{k}-{lattice}-{at.get_chemical_formula()}", "alloy", lambda at=at: at)
+    return protos
+
+
+def _user_prototypes(paths: Sequence[str], elements: Sequence[str]) -> list[Prototype]:
+    from firemlip.io import read_frames
+
+    out = []
+    for p in paths:
+        frames = read_frames(p, what="structure file")
+        for k, a in enumerate(frames):
+            extra = sorted(set(a.get_chemical_symbols()) - set(elements))
+            if extra:
+                raise FiremlipError(f"{p}: frame {k} has element(s) {', '.join(extra)} not in --elements "
+                                    f"{','.join(elements)}")
+            if not np.all(a.pbc) or abs(a.cell.volume) < 1e-6:
+                raise FiremlipError(f"{p}: frame {k} is not periodic in 3D (distillation needs bulk cells)")
+            b = Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=True)
+            out.append(Prototype(f"user{len(out)}-{Path(p).stem}-{b.get_chemical_formula()}", "user", b))
+    return out
+
+
+def scan_frames(protos: Sequence[Prototype], settings: DistillSettings) -> list[Atoms]:
+    """Coarse volume scan of each generated prototype (linear factors over ``scan_range``)."""
+    out = []
+    for p in protos:
+        for s in np.linspace(*settings.scan_range, settings.scan_points):
+            b = p.atoms.copy()
+            b.set_cell(p.atoms.cell.array * float(s), scale_atoms=True)
+            out.append(_tag(b, "scan", p.name, scale=round(float(s), 6)))
+    return out
+
+
+def equilibrium_scales(protos: Sequence[Prototype], labelled: Sequence[Atoms]) -> dict[str, tuple[float, float]]:
+    """Per prototype: (linear scale at the teacher's minimum, energy per atom there in eV).
+
+    A parabola through the lowest scan point and its neighbours refines the minimum (rounded to 1e-4 so
+    that a resumed run rebuilds exactly the same structures).
+    """
+    by: dict[str, list[tuple[float, float]]] = {}
+    for a in labelled:
+        by.setdefault(a.info["prototype"], []).append(
+            (float(a.info["scale"]), round(float(a.info["REF_energy"]) / len(a), 6)))
+    out: dict[str, tuple[float, float]] = {}
+    for p in protos:
+        pts = sorted(by.get(p.name, []))
+        if len(pts) < 2:
+            continue
+        s = np.array([x for x, _ in pts])
+        e = np.array([y for _, y in pts])
+        k = int(np.argmin(e))
+        s_best, e_best = float(s[k]), float(e[k])
+        if 0 < k < len(s) - 1:
+            c = np.polyfit(s[k - 1:k + 2], e[k - 1:k + 2], 2)
+            if c[0] > 0:
+                s_fit = -c[1] / (2 * c[0])
+                if s[k - 1] <= s_fit <= s[k + 1]:
+                    s_best, e_best = float(s_fit), float(np.polyval(c, s_fit))
+        out[p.name] = (round(s_best, 4), e_best)
+    return out
+
+
+def formation_energies(protos: Sequence[Prototype], eq: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Per-atom energy (eV) of each prototype above the composition-weighted best elemental prototypes."""
+    mu: dict[str, float] = {}
+    for p in protos:
+        if p.kind == "element" and p.name in eq:
+            el = p.atoms.get_chemical_symbols()[0]
+            mu[el] = min(mu.get(el, math.inf), eq[p.name][1])
+    out = {}
+    for p in protos:
+        if p.name not in eq:
+            continue
+        sym = p.atoms.get_chemical_symbols()
+        if all(s in mu for s in sym):
+            out[p.name] = eq[p.name][1] - float(np.mean([mu[s] for s in sym]))
+        else:
+            out[p.name] = 0.0
+    return out
+
+
+def derived_frames(proto: Prototype, scale: float, settings: DistillSettings, r_max: float,
+                   rng: np.random.Generator) -> list[Atoms]:
+    """Volumes about the equilibrium, rattled/strained supercells, vacancies and slabs of one prototype."""
+    from ase.build import surface
+
+    eq = proto.atoms.copy()
+    if scale != 1.0:
+        eq.set_cell(proto.atoms.cell.array * scale, scale_atoms=True)
+    out: list[Atoms] = []
+    for d in np.linspace(-settings.volume_range, settings.volume_range, settings.volume_points):
+        b = eq.copy()
+        b.set_cell(eq.cell.array * (1 + float(d)), scale_atoms=True)
+        out.append(_tag(b, "volume", proto.name, scale=round(scale * (1 + float(d)), 6)))
+    sc = supercell(eq, settings.max_atoms)
+    n_r = settings.n_rattle if proto.kind != "user" else settings.n_user_copies
+    for k in range(n_r):
+        sigma = settings.rattle_max_A * (k + 1) / max(n_r, 1)
+        b = _rattled(_strained(sc, rng, settings.max_strain / 2), rng, sigma)
+        out.append(_tag(b, "rattle", proto.name, rattle_A=round(sigma, 4)))
+    for _ in range(settings.n_strain):
+        b = _rattled(_strained(sc, rng, settings.max_strain), rng, 0.01)
+        out.append(_tag(b, "strain", proto.name, max_strain=settings.max_strain))
+    if len(sc) >= 4:
+        for _ in range(settings.n_vacancy):
+            b = sc.copy()
+            del b[int(rng.integers(len(b)))]
+            out.append(_tag(_rattled(b, rng, 0.03), "vacancy", proto.name))
+    millers = [(1, 0, 0), (1, 1, 0), (1, 1, 1)]
+    for k in range(settings.n_slab):
+        miller = millers[int(rng.integers(len(millers)))] if k == 0 else millers[k % 3]
+        try:
+            slab = surface(eq, miller, layers=2, vacuum=max(settings.slab_vacuum_A, r_max / 2 + 1), periodic=True)
+        except Exception:  # some cells have no sensible slab for this plane
+            continue
+        if len(slab) > 2 * settings.max_atoms or len(slab) < 2:
+            continue
+        out.append(_tag(_rattled(slab, rng, 0.03), "slab", proto.name, miller="".join(map(str, miller))))
+    return out
+
+
+# ============================================================================================== teacher MD
+def teacher_md(atoms: Atoms, teacher: str, teacher_settings: Mapping[str, Any], temperature_K: float,
+               settings: DistillSettings, seed: int, name: str) -> list[Atoms]:
+    """Short Langevin MD with the teacher; every ``md_interval`` steps a snapshot labelled with its results."""
+    from ase import units
+    from ase.md.langevin import Langevin
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from firemlip.io import set_labels
+    from firemlip.labelling import make_calculator
+
+    rng = np.random.default_rng(seed)
+    a = atoms.copy()
+    calc = make_calculator(teacher, teacher_settings, a)
+    a.calc = calc
+    MaxwellBoltzmannDistribution(a, temperature_K=temperature_K, rng=rng)
+    dyn = Langevin(a, timestep=settings.md_timestep_fs * units.fs, temperature_K=temperature_K, friction=0.02,
+                   rng=rng)
+    snaps: list[Atoms] = []
+    try:
+        for step in range(settings.md_interval, settings.md_steps + 1, settings.md_interval):
+            try:
+                dyn.run(settings.md_interval)
+                e = float(a.get_potential_energy())
+                f = np.asarray(a.get_forces(), dtype=float)
+                s = np.asarray(a.get_stress(voigt=True), dtype=float) if np.all(a.pbc) else None
+            except FiremlipError:
+                raise
+            except Exception:  # the teacher failed on an MD frame: keep what we have
+                break
+            if not np.isfinite(e) or not np.all(np.isfinite(f)) or np.abs(f).max() > settings.max_force_eV_A:
+                break
+            b = Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=True)
+            set_labels(b, e, f, s)
+            snaps.append(_tag(b, "md", name, temperature_K=float(temperature_K), md_step=step, labeller=teacher))
+    finally:
+        if hasattr(calc, "close"):
+            calc.close()
+    return snaps
+
+
+# ============================================================================================== helpers
+def _filter_labelled(frames: Sequence[Atoms], settings: DistillSettings) -> tuple[list[Atoms], dict[str, int]]:
+    """Drop frames with teacher forces > max_force or per-atom energy far above their composition's lowest."""
+    dropped = {"max_force": 0, "energy_window": 0}
+    keep = []
+    for a in frames:
+        if float(np.abs(a.arrays["REF_forces"]).max(initial=0.0)) > settings.max_force_eV_A:
+            dropped["max_force"] += 1
+        else:
+            keep.append(a)
+    lowest: dict[str, float] = {}
+    for a in keep:
+        f = a.get_chemical_formula(mode="reduce")
+        lowest[f] = min(lowest.get(f, math.inf), a.info["REF_energy"] / len(a))
+    out = []
+    for a in keep:
+        if a.info["REF_energy"] / len(a) - lowest[a.get_chemical_formula(mode="reduce")] > \
+                settings.max_energy_window_eV_atom:
+            dropped["energy_window"] += 1
+        else:
+            out.append(a)
+    return out, dropped
+
+
+def _split(n: int, settings: DistillSettings) -> list[str]:
+    """Seeded train/valid/test assignment of ``n`` frames (test = held-out ``holdout_fraction``)."""
+    if n < 3:
+        raise FiremlipError(f"distill: only {n} labelled frame(s) left; need at least 3 (check the teacher and "
+                            f"the structure settings)")
+    perm = np.random.default_rng([settings.seed, 53]).permutation(n)
+    n_test = max(1, int(round(settings.holdout_fraction * n)))
+    n_valid = max(1, int(round(settings.valid_fraction * (n - n_test))))
+    split = ["train"] * n
+    for k in perm[:n_test]:
+        split[int(k)] = "test"
+    for k in perm[n_test:n_test + n_valid]:
+        split[int(k)] = "valid"
+    return split
+
+
+def _avg_neighbors(frames: Sequence[Atoms], r_max: float) -> float:
+    from ase.neighborlist import neighbor_list
+
+    counts = [len(neighbor_list("i", a, r_max)) / len(a) for a in frames[:500]]
+    return float(np.mean(counts)) if counts else 10.0
+
+
+def build_student(elements: Sequence[str], train: Sequence[Atoms], size: str, seed: int, dtype: str):
+    """A fresh MACE student: E0s by least squares, avg. neighbours, force-RMS scale, mean-residual shift."""
+    from firemlip.models import PRESETS, build_mace
+    from firemlip.training.loop import least_squares_e0s
+
+    e0 = least_squares_e0s(train, list(elements))
+    resid = [(a.info["REF_energy"] - sum(e0.get(s, 0.0) for s in a.get_chemical_symbols())) / len(a)
+             for a in train]
+    forces = np.concatenate([a.arrays["REF_forces"].ravel() for a in train])
+    scale = float(np.sqrt(np.mean(forces ** 2))) if forces.size else 1.0
+    shape = PRESETS[size]
+    return build_mace(elements, shape, atomic_energies=e0, avg_num_neighbors=_avg_neighbors(train, shape.r_max),
+                      scale=scale if scale > 1e-6 else 1.0, shift=float(np.mean(resid)), seed=seed, dtype=dtype)
+
+
+def rmse_report(pred, frames: Sequence[Atoms]) -> dict[str, float | int]:
+    """RMSE/MAE of predictions against ``REF_*``: energy meV/atom, forces meV/Å, stress GPa."""
+    nat = np.array([len(a) for a in frames], float)
+    ref_e = np.array([a.info["REF_energy"] for a in frames])
+    de = (pred.energy - ref_e) / nat
+    df = np.concatenate([(p - a.arrays["REF_forces"]).ravel() for p, a in zip(pred.forces, frames, strict=True)])
+    out: dict[str, float | int] = {
+        "n_frames": len(frames), "n_atoms": int(nat.sum()),
+        "energy_rmse_meV_atom": float(1000 * np.sqrt(np.mean(de ** 2))),
+        "energy_mae_meV_atom": float(1000 * np.mean(np.abs(de))),
+        "forces_rmse_meV_A": float(1000 * np.sqrt(np.mean(df ** 2))),
+        "forces_mae_meV_A": float(1000 * np.mean(np.abs(df))),
+        "teacher_forces_rms_meV_A": float(1000 * np.sqrt(np.mean(np.concatenate(
+            [a.arrays["REF_forces"].ravel() for a in frames]) ** 2))),
+    }
+    if pred.stress is not None and all("REF_stress" in a.info for a in frames):
+        ds = (pred.stress - np.array([a.info["REF_stress"] for a in frames])) * EV_A3_TO_GPA
+        out["stress_rmse_GPa"] = float(np.sqrt(np.mean(ds ** 2)))
+    return out
+
+
+def plot_parity(pred, frames: Sequence[Atoms], path: Path, title: str) -> None:
+    """Student vs teacher parity: energy per atom (eV/atom), force components (eV/Å), stress (GPa)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from firemlip.io import atomic_path
+
+    nat = np.array([len(a) for a in frames], float)
+    panels = [("energy (eV/atom)", np.array([a.info["REF_energy"] for a in frames]) / nat, pred.energy / nat),
+              ("force components (eV/Å)", np.concatenate([a.arrays["REF_forces"].ravel() for a in frames]),
+               np.concatenate([f.ravel() for f in pred.forces]))]
+    if pred.stress is not None and all("REF_stress" in a.info for a in frames):
+        panels.append(("stress (GPa)", np.concatenate([a.info["REF_stress"] for a in frames]) * EV_A3_TO_GPA,
+                       pred.stress.ravel() * EV_A3_TO_GPA))
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
+    for ax, (label, x, y) in zip(np.atleast_1d(axes), panels, strict=True):
+        ax.scatter(x, y, s=6, alpha=0.6)
+        lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+        ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+        ax.set_xlabel(f"teacher {label}")
+        ax.set_ylabel(f"student {label}")
+        rmse = float(np.sqrt(np.mean((x - y) ** 2)))
+        ax.set_title(f"RMSE {rmse:.4g}")
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
+    plt.close(fig)
+
+
+def _teacher_settings(teacher: str, settings: DistillSettings) -> dict[str, Any]:
+    from firemlip.teachers import BUILTIN_TEACHERS
+
+    s = dict(settings.teacher_settings)
+    if teacher in BUILTIN_TEACHERS or teacher.startswith("mace:"):
+        s.setdefault("device", settings.device)
+    return s
+
+
+def _check_teacher(teacher: str, tsettings: Mapping[str, Any], elements: Sequence[str]) -> None:
+    """One-line errors, before any work, for an unknown teacher, a missing environment or unsupported elements."""
+    from firemlip.labelling import validate_calculator
+
+    probe = [Atoms(elements, positions=np.arange(3 * len(elements), dtype=float).reshape(-1, 3) * 2.0,
+                   cell=np.eye(3) * 4.0 * len(elements), pbc=True)]
+    validate_calculator(teacher, tsettings, probe, "--elements")
+
+
+def _sha_of(path: Path) -> str | None:
+    from firemlip.io import file_sha256
+
+    return file_sha256(path) if path.exists() else None
+
+
+def _prior_training(train_dir: Path, train_sha: str) -> str:
+    """``done`` / ``resume`` / ``fresh``: what to do with an existing training directory for this train file."""
+    from firemlip.workflow.manifest import read_manifest
+
+    m = read_manifest(train_dir)
+    if not m or m.get("inputs", {}).get("train", {}).get("sha256") != train_sha:
+        return "fresh"
+    if m.get("status") == "done" and (train_dir / "scratch.model").exists():
+        return "done"
+    return "resume" if (train_dir / "checkpoints" / "last.pt").exists() else "fresh"
+
+
+# ============================================================================================== the stage
+def distill_foundation(teacher: str, elements: str | Sequence[str], out_dir: str | os.PathLike[str],
+                       structures: Sequence[str | os.PathLike[str]] = (), **options: Any) -> dict[str, Any]:
+    """Distil a MACE student from ``teacher`` for ``elements``; returns the report (also ``report.json``).
+
+    ``teacher``: ``sevenn`` | ``chgnet`` | ``worker:PYTHON:MODULE:FUNCTION`` | ``mace:PATH`` |
+    ``python:MODULE:FUNCTION`` | any other name :func:`firemlip.labelling.make_calculator` knows (``emt``, ``lj``,
+    ``gpaw`` …). ``structures``: extra extxyz/CIF/POSCAR files of the user's phases. ``options``: the fields of
+    :class:`DistillSettings` (``size``, ``budget_minutes``, ``device``, ``epochs``, ``max_atoms`` …).
+    Rerunning with the same arguments resumes: cached labels, finished MD runs and the training checkpoint are
+    reused.
+    """
+    import torch
+
+    settings = DistillSettings.from_kwargs(**options)
+    if settings.threads is None:
+        return _distill(teacher, elements, out_dir, structures, settings)
+    prev = torch.get_num_threads()
+    torch.set_num_threads(int(settings.threads))
+    try:
+        return _distill(teacher, elements, out_dir, structures, settings)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.PathLike[str],
+             structures: Sequence[str | os.PathLike[str]], settings: DistillSettings) -> dict[str, Any]:
+    import torch
+
+    from firemlip.foundation import load_model, model_info
+    from firemlip.io import atomic_path, read_frames, write_frames
+    from firemlip.labelling import label_frames
+    from firemlip.models import PRESETS, save_model
+    from firemlip.teachers import get_worker, is_worker_name, shared_workers
+    from firemlip.training.api import finetune
+    from firemlip.training.data import predict
+    from firemlip.workflow.manifest import stage_manifest, write_json
+
+    t_start = time.time()
+    els = parse_elements(elements)
+    tsettings = _teacher_settings(teacher, settings)
+    _check_teacher(teacher, tsettings, els)
+    user_paths = [os.fspath(p) for p in structures]
+    user = _user_prototypes(user_paths, els)
+    out = Path(out_dir)
+    work = out / "work"
+    cache = work / "label-cache"
+    work.mkdir(parents=True, exist_ok=True)
+    r_max = PRESETS[settings.size].r_max
+    timings: dict[str, float] = {}
+    params = {**asdict(settings), "teacher": teacher, "teacher_settings": tsettings, "elements": els}
+    params.pop("progress", None)
+    inputs = {f"structures_{k}": p for k, p in enumerate(user_paths)}
+
+    def say(msg: str) -> None:
+        if settings.progress:
+            print(f"firemlip distill: {msg}", file=sys.stderr)
+
+    with stage_manifest("distill", out, inputs, params) as rec, shared_workers():
+        # ---- 1. prototypes and the teacher's equilibrium volumes
+        t0 = time.time()
+        protos = make_prototypes(els, settings)
+        scan = [a for a in scan_frames(protos, settings) if min_distance_ok(a, settings.min_dist_factor)]
+        say(f"{len(protos)} prototypes, {len(scan)} volume-scan frames → teacher {teacher}")
+        scan_lab, scan_fail = label_frames(scan, teacher, tsettings, cache, source_path="distill scan")
+        eq = equilibrium_scales(protos, scan_lab)
+        ef = formation_energies(protos, eq)
+        plausible = [p for p in protos if p.name in eq and ef.get(p.name, math.inf) <= settings.plausible_max_eV_atom]
+        timings["scan_s"] = time.time() - t0
+
+        # ---- 2. derived frames (generated deterministically from the seed) and their labels
+        t0 = time.time()
+        rng = np.random.default_rng([settings.seed, 7])
+        cands: list[Atoms] = []
+        for p in plausible:
+            cands += derived_frames(p, eq[p.name][0], settings, r_max, rng)
+        for p in user:
+            b = p.atoms.copy()
+            cands.append(_tag(b, "user", p.name))
+            cands += derived_frames(p, 1.0, settings, r_max, rng)
+        n_cands = len(cands)
+        cands = [a for a in cands if min_distance_ok(a, settings.min_dist_factor)]
+        n_close = n_cands - len(cands)
+        say(f"{len(plausible)}/{len(protos)} plausible prototypes, {len(user)} user structures → {len(cands)} "
+            f"derived frames ({n_close} removed by the minimum-distance filter)")
+        der_lab, der_fail = label_frames(cands, teacher, tsettings, cache, source_path="distill structures")
+        timings["label_s"] = time.time() - t0
+
+        # ---- 3. teacher MD snapshots (each run checkpointed to work/md/)
+        t0 = time.time()
+        md_dir = work / "md"
+        md_dir.mkdir(exist_ok=True)
+        md_starts = [(p.name, p.atoms) for p in user]  # user structures first, then the most stable prototypes
+        for p in sorted(plausible, key=lambda q: (ef.get(q.name, 0.0), q.name)):
+            a = p.atoms.copy()
+            a.set_cell(p.atoms.cell.array * eq[p.name][0], scale_atoms=True)
+            md_starts.append((p.name, a))
+        md_starts = md_starts[:settings.md_structures]
+        md_frames: list[Atoms] = []
+        n_md_runs = 0
+        runs = [(k, name, a, T) for k, (name, a) in enumerate(md_starts) for T in settings.md_temperatures] \
+            if settings.md_steps >= settings.md_interval else []
+        from tqdm.auto import tqdm
+
+        for k, name, a, T in tqdm(runs, desc="teacher MD", unit="run", disable=not settings.progress or not runs):
+            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+            f = md_dir / f"md{k:03d}_{safe}_{int(round(T))}K.extxyz"
+            if f.exists():  # finished in an earlier, interrupted run
+                md_frames += read_frames(f, what="MD snapshots")
+                continue
+            snaps = teacher_md(supercell(a, settings.max_atoms), teacher, tsettings, T, settings,
+                               seed=settings.seed * 1000 + k * 17 + int(T), name=name)
+            n_md_runs += 1
+            if snaps:
+                write_frames(f, snaps)
+            md_frames += snaps
+        timings["md_s"] = time.time() - t0
+        teacher_versions: dict[str, Any] = {}
+        if is_worker_name(teacher):
+            with get_worker(teacher, tsettings, cache) as w:
+                teacher_versions = dict(w.info.get("versions", {}))
+
+        # ---- 4. assemble, filter and split
+        failed = scan_fail + der_fail
+        if failed:
+            write_frames(work / "failed.extxyz", failed)
+        allf, dropped = _filter_labelled(scan_lab + der_lab + md_frames, settings)
+        dropped["min_distance"] = n_close
+        dropped["teacher_failed"] = len(failed)
+        split = _split(len(allf), settings)
+        for a, s in zip(allf, split, strict=True):
+            a.info["distill_split"] = s
+            a.info["labeller"] = teacher
+        train = [a for a in allf if a.info["distill_split"] == "train"]
+        valid = [a for a in allf if a.info["distill_split"] == "valid"]
+        test = [a for a in allf if a.info["distill_split"] == "test"]
+        write_frames(out / "pretrain.extxyz", allf)
+        write_frames(work / "train.extxyz", train)
+        write_frames(work / "valid.extxyz", valid)
+        write_frames(work / "test.extxyz", test)
+        say(f"{len(allf)} labelled frames (train {len(train)}, valid {len(valid)}, held-out {len(test)}); "
+            f"dropped {dropped}")
+
+        # ---- 5. the student: scratch training for what is left of the budget
+        t0 = time.time()
+        train_dir = work / "train"
+        template = work / "student_init.model"
+        train_sha = _sha_of(work / "train.extxyz") or ""
+        prior = _prior_training(train_dir, train_sha)
+        plan_path = work / "train_plan.json"
+        common = dict(device=settings.device, seed=settings.seed, batch_size=settings.batch_size, lr=settings.lr,
+                      energy_weight=settings.energy_weight, forces_weight=settings.forces_weight,
+                      stress_weight=settings.stress_weight, dtype=settings.dtype, patience=settings.patience,
+                      e0s="foundation", progress=settings.progress)
+        if prior == "fresh":
+            if train_dir.exists():
+                shutil.rmtree(train_dir)
+            save_model(build_student(els, train, settings.size, settings.seed, settings.dtype), template)
+        if prior == "done":
+            plan = json.loads(plan_path.read_text()) if plan_path.exists() else {}
+            if settings.epochs is not None and settings.epochs > int(plan.get("epochs", 0)):
+                plan = {"epochs": int(settings.epochs), "how": "fixed (extended)"}
+                write_json(plan_path, plan)
+                say(f"extending the student's training to {plan['epochs']} epochs")
+                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
+                         epochs=plan["epochs"], resume=True, **common)
+            else:
+                say("student already trained on this set; reusing it")
+        elif prior == "resume" and plan_path.exists():
+            plan = json.loads(plan_path.read_text())
+            say(f"resuming student training towards {plan['epochs']} epochs")
+            finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
+                     epochs=int(plan["epochs"]), resume=True, **common)
+        else:
+            if settings.epochs is not None:
+                plan = {"epochs": int(settings.epochs), "how": "fixed"}
+                write_json(plan_path, plan)
+                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
+                         epochs=plan["epochs"], resume=prior == "resume", **common)
+            else:
+                probe = min(settings.probe_epochs, settings.max_epochs)
+                tp = time.time()
+                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
+                         epochs=probe, resume=prior == "resume", **common)
+                per_epoch = (time.time() - tp) / probe
+                reserve = max(15.0, 0.03 * settings.budget_minutes * 60)
+                left = settings.budget_minutes * 60 - (time.time() - t_start) - reserve
+                total = int(min(settings.max_epochs, probe + max(0, math.floor(left / max(per_epoch, 1e-3)))))
+                plan = {"epochs": total, "how": "budget", "probe_epoch_s": per_epoch, "seconds_left": left}
+                write_json(plan_path, plan)
+                say(f"{per_epoch:.1f} s per epoch; training {total} epochs in the budget")
+                if total > probe:
+                    finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
+                             epochs=total, resume=True, **common)
+        timings["train_s"] = time.time() - t0
+
+        # ---- 6. evaluation on the held-out frames, outputs
+        t0 = time.time()
+        with_model = train_dir / "scratch.model"
+        with atomic_path(out / "foundation.model", suffix=".model") as tmp:
+            shutil.copyfile(with_model, tmp)
+        student = load_model(out / "foundation.model", device=settings.device, dtype="float64")
+        info = model_info(student)
+        metrics = {}
+        for nm, fr in (("test", test), ("valid", valid), ("train", train[:len(test)])):
+            pred = predict(student, fr, device=settings.device, batch_size=settings.batch_size)
+            metrics[nm] = rmse_report(pred, fr)
+            if nm == "test":
+                plot_parity(pred, fr, out / "parity.png",
+                            f"student ({settings.size}) vs teacher {teacher}: held-out {len(fr)} frames")
+        timings["evaluate_s"] = time.time() - t0
+        ft = json.loads((train_dir / "manifest.json").read_text())
+        counts: dict[str, int] = {}
+        for a in allf:
+            counts[a.info["config_type"]] = counts.get(a.info["config_type"], 0) + 1
+        report = {
+            "teacher": teacher, "teacher_settings": tsettings, "teacher_versions": teacher_versions,
+            "elements": els, "size": settings.size, "device": settings.device,
+            "budget_minutes": settings.budget_minutes,
+            "heldout": metrics["test"], "valid": metrics["valid"], "train_subset": metrics["train"],
+            "n_frames": {"total": len(allf), "train": len(train), "valid": len(valid), "test": len(test),
+                         "by_config_type": counts, "dropped": dropped, "md_runs_this_call": n_md_runs},
+            "n_prototypes": len(protos), "n_plausible": len(plausible), "n_user_structures": len(user),
+            "prototypes": {p.name: {"kind": p.kind, "scale": eq.get(p.name, (None,))[0],
+                                    "energy_eV_atom": eq.get(p.name, (None, None))[1],
+                                    "formation_eV_atom": ef.get(p.name), "plausible": p in plausible}
+                           for p in protos},
+            "training": {"plan": plan, "summary": ft.get("summary", {}), "log": "work/train/log.csv"},
+            "student": {k: info[k] for k in ("elements", "r_max_A", "channels", "L", "hidden_irreps",
+                                             "num_interactions", "correlation", "parameters", "E0s_eV")},
+            "timings_s": {k: round(v, 2) for k, v in timings.items()},
+            "wall_time_s": round(time.time() - t_start, 2),
+            "within_budget": (time.time() - t_start) <= settings.budget_minutes * 60,
+            "torch_threads": torch.get_num_threads(),
+        }
+        write_json(out / "report.json", report)
+        rec.outputs = ["foundation.model", "pretrain.extxyz", "report.json", "parity.png"]
+        rec.extra = {
+            "foundation": {"file": "foundation.model", "made_by": "distill", "teacher": teacher,
+                           "size": settings.size, **report["student"]},
+            "pretraining_data": "pretrain.extxyz", "replay_data": "pretrain.extxyz",
+            "teacher_versions": teacher_versions, "n_frames": report["n_frames"],
+            "heldout": metrics["test"], "timings_s": report["timings_s"],
+        }
+    say(f"held-out: energy RMSE {metrics['test']['energy_rmse_meV_atom']:.2f} meV/atom, forces RMSE "
+        f"{metrics['test']['forces_rmse_meV_A']:.1f} meV/Å → {out / 'foundation.model'}")
+    return report
+
+
+def distill_from_config(cfg: Any, out_dir: str | os.PathLike[str], **overrides: Any) -> dict[str, Any]:
+    """Run :func:`distill_foundation` from the run config's ``foundation.distill`` block (a pydantic model or a
+    mapping with ``teacher``, ``elements``, ``size``, ``budget_minutes`` and optionally ``structures``);
+    ``overrides`` (``device``, ``seed`` …) win. Returns the report; the model is ``out_dir/foundation.model``."""
+    data = dict(cfg.model_dump() if hasattr(cfg, "model_dump") else cfg)
+    teacher = data.pop("teacher", "sevenn")
+    elements = data.pop("elements", None)
+    if not elements:
+        raise FiremlipError("foundation.distill.elements: give the element set, e.g. [Li, P, S, Cl]")
+    structures = data.pop("structures", None) or ()
+    return distill_foundation(teacher, elements, out_dir, structures, **{**data, **overrides})
+
+
+# ============================================================================================== CLI
+def _cmd_distill(args: argparse.Namespace) -> int:
+    opts: dict[str, Any] = dict(args.set or [])
+    for k in ("size", "budget_minutes", "device", "seed", "epochs", "max_atoms", "threads"):
+        v = getattr(args, k)
+        if v is not None:
+            opts[k] = v
+    if args.temperatures:
+        opts["md_temperatures"] = tuple(args.temperatures)
+    if args.teacher_set:
+        opts["teacher_settings"] = dict(args.teacher_set)
+    if args.quiet:
+        opts["progress"] = False
+    for k in ("scan_range", "md_temperatures"):
+        if k in opts and isinstance(opts[k], list):
+            opts[k] = tuple(opts[k])
+    rep = distill_foundation(args.teacher, args.elements, args.out, args.structures or (), **opts)
+    h = rep["heldout"]
+    print(f"{Path(args.out) / 'foundation.model'}: held-out energy RMSE {h['energy_rmse_meV_atom']:.2f} meV/atom, "
+          f"forces RMSE {h['forces_rmse_meV_A']:.1f} meV/Å ({rep['n_frames']['total']} frames, "
+          f"{rep['wall_time_s'] / 60:.1f} min)")
+    return 0
+
+
+def register_distill(group) -> None:
+    """Add ``distill`` to the ``firemlip foundation`` sub-command group (idempotent)."""
+    from firemlip.cli import key_value, nonneg_float, positive_int
+
+    if "distill" in getattr(group, "choices", {}):
+        return
+    p = group.add_parser(
+        "distill", help="distil a compact MACE foundation from a universal teacher (offline)",
+        description="Generate structures for the element set, label them with a teacher (SevenNet-0, CHGNet, any "
+                    "ASE calculator or MACE model; cached, resumable) and train a MACE student from scratch. "
+                    "Writes foundation.model, pretrain.extxyz (its replay data), report.json, parity.png.")
+    p.add_argument("--teacher", default="sevenn",
+                   help="sevenn (default) | chgnet | mace:PATH | python:module:function | "
+                        "worker:/path/to/python:module:function | emt | lj | gpaw")
+    p.add_argument("--elements", required=True, help="comma-separated symbols, e.g. Li,P,S,Cl")
+    p.add_argument("--structures", nargs="+", metavar="FILE", help="extra bulk structures of the chemistry")
+    p.add_argument("--size", choices=SIZES, help="student preset (default small)")
+    p.add_argument("--budget-minutes", type=nonneg_float, help="time for the whole run (default 60)")
+    p.add_argument("--epochs", type=positive_int, help="train exactly this many epochs (default: fill the budget)")
+    p.add_argument("--max-atoms", type=positive_int, help="largest generated supercell (default 24)")
+    p.add_argument("--temperatures", type=nonneg_float, nargs="+", metavar="K",
+                   help="teacher MD temperatures (default 300 800 1500)")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="teacher and student device (default cpu)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--threads", type=positive_int, help="torch threads for the student (default: torch's own)")
+    p.add_argument("--teacher-set", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="teacher setting (factory keyword), repeatable, e.g. model=7net-0")
+    p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="any other DistillSettings field, e.g. n_rattle=5 md_steps=50")
+    p.add_argument("-o", "--out", required=True, help="output directory")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=_cmd_distill)
+
+
+def register_cli(subparsers) -> None:
+    """Add ``firemlip foundation distill`` (for cli.COMMAND_MODULES; shares the group with foundation.py)."""
+    from firemlip.foundation import command_group
+
+    register_distill(command_group(subparsers, "foundation", "foundation models: inspect, download (and distill)"))

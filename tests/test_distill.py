@@ -1,0 +1,209 @@
+"""Distillation: a tiny MACE student from a cheap teacher (EMT on Cu/Al), its outputs, manifest and resume; the
+worker teacher and time-budget path through the CLI; structure generation pieces. Real mace-torch, no mocks."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+import pytest
+from ase.build import bulk
+
+from firemlip.cli import main
+from firemlip.distill import (
+    DistillSettings,
+    Prototype,
+    derived_frames,
+    distill_foundation,
+    distill_from_config,
+    equilibrium_scales,
+    make_prototypes,
+    min_distance_ok,
+    parse_elements,
+    supercell,
+)
+from firemlip.errors import FiremlipError
+from firemlip.io import file_sha256, read_frames, write_frames
+
+TINY = dict(size="tiny", max_atoms=8, scan_points=5, volume_points=3, n_alloys=1, n_rattle=1, n_strain=1,
+            n_vacancy=1, n_slab=1, md_structures=1, md_temperatures=(600.0,), md_steps=10, md_interval=5,
+            batch_size=8, lr=1e-2, progress=False, threads=1)  # 1 thread: tiny models on a shared 2-core box
+
+
+def test_distill_tiny_student_from_emt(tmp_path):
+    t0 = time.time()
+    out = tmp_path / "found"
+    rep = distill_foundation("emt", "Cu,Al", out, epochs=8, **TINY)
+    assert time.time() - t0 < 120
+    for f in ("foundation.model", "pretrain.extxyz", "report.json", "parity.png", "manifest.json"):
+        assert (out / f).is_file() and (out / f).stat().st_size > 0, f
+    # the pretraining set: labelled teacher frames of every kind, all past the minimum-distance filter
+    pre = read_frames(out / "pretrain.extxyz")
+    assert len(pre) == rep["n_frames"]["total"] > 50
+    kinds = {a.info["config_type"] for a in pre}
+    assert {"scan", "volume", "rattle", "strain", "vacancy", "slab", "md"} <= kinds
+    assert {a.info["distill_split"] for a in pre} == {"train", "valid", "test"}
+    assert sum(a.info["distill_split"] == "test" for a in pre) == rep["n_frames"]["test"]
+    assert all("REF_energy" in a.info and a.arrays["REF_forces"].shape == (len(a), 3) for a in pre)
+    assert all(min_distance_ok(a, 0.5) for a in pre)
+    assert {s for a in pre for s in a.get_chemical_symbols()} == {"Cu", "Al"}
+    assert any(set(a.get_chemical_symbols()) == {"Cu", "Al"} for a in pre)  # binaries/alloys, not elements only
+    # manifest: done, records the pretraining/replay data and the teacher
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["status"] == "done" and man["stage"] == "distill"
+    assert man["pretraining_data"] == man["replay_data"] == "pretrain.extxyz"
+    assert man["output_sha256"]["pretrain.extxyz"] == file_sha256(out / "pretrain.extxyz")
+    assert man["foundation"]["teacher"] == "emt" and man["foundation"]["made_by"] == "distill"
+    assert man["parameters"]["elements"] == ["Cu", "Al"]
+    # the student: a real MACE model for Al, Cu that learned something (better than predicting zero forces)
+    h = rep["heldout"]
+    assert rep["student"]["elements"] == ["Al", "Cu"] and rep["student"]["channels"] == 8
+    assert np.isfinite(h["energy_rmse_meV_atom"]) and np.isfinite(h["forces_rmse_meV_A"])
+    assert h["forces_rmse_meV_A"] < 0.5 * h["teacher_forces_rms_meV_A"]  # far better than predicting F = 0
+    from mace.calculators import MACECalculator
+
+    calc = MACECalculator(model_paths=str(out / "foundation.model"), device="cpu", default_dtype="float64")
+    a = bulk("Cu", "fcc", a=3.6).repeat(2)
+    a.calc = calc
+    assert np.isfinite(a.get_potential_energy())
+
+    # rerun: labels from the cache, the trained student reused; same outputs
+    sha = file_sha256(out / "pretrain.extxyz")
+    model_sha = file_sha256(out / "foundation.model")
+    t1 = time.time()
+    rep2 = distill_foundation("emt", "Cu,Al", out, epochs=8, **TINY)
+    assert file_sha256(out / "pretrain.extxyz") == sha
+    assert file_sha256(out / "foundation.model") == model_sha
+    assert rep2["timings_s"]["train_s"] < 5 and time.time() - t1 < time.time() - t0
+
+
+def test_distill_cli_worker_teacher_budget_and_user_structures(tmp_path, capsys):
+    user = bulk("Cu", "fcc", a=3.6, cubic=True)
+    write_frames(tmp_path / "mine.extxyz", [user])
+    out = tmp_path / "found"
+    teacher = f"worker:{sys.executable}:ase.calculators.emt:EMT"
+    rc = main(["foundation", "distill", "--teacher", teacher, "--elements", "Cu", "--structures",
+               str(tmp_path / "mine.extxyz"), "--size", "tiny", "--budget-minutes", "0.6", "--max-atoms", "4",
+               "--temperatures", "500", "-q", "-o", str(out),
+               "--set", "scan_points=4", "--set", "volume_points=2", "--set", "n_rattle=1", "--set", "n_strain=0",
+               "--set", "n_slab=0", "--set", "n_vacancy=0", "--set", "md_structures=1", "--set", "md_steps=4",
+               "--set", "md_interval=2", "--set", "n_user_copies=2", "--set", "max_epochs=3",
+               "--set", "probe_epochs=1", "--threads", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "held-out energy RMSE" in captured.out
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["teacher"] == teacher and rep["teacher_versions"]["ase"]
+    assert rep["n_user_structures"] == 1
+    assert rep["training"]["plan"]["how"] == "budget" and 1 <= rep["training"]["plan"]["epochs"] <= 3
+    pre = read_frames(out / "pretrain.extxyz")
+    assert any(a.info["config_type"] == "user" for a in pre)
+    md = [a for a in pre if a.info["config_type"] == "md"]
+    assert md and all(a.info["temperature_K"] == 500.0 for a in md)
+    assert list((out / "work" / "label-cache").glob("teacher-*.log"))  # the worker's stderr is kept
+
+
+def test_distill_input_errors(tmp_path, capsys):
+    with pytest.raises(FiremlipError, match="'Xx' is not a chemical symbol"):
+        parse_elements("Li,Xx")
+    assert parse_elements("Li, P,S,Cl,Li") == ["Li", "P", "S", "Cl"]
+    rc = main(["foundation", "distill", "--teacher", "emt", "--elements", "Li,Cu", "--size", "tiny",
+               "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "Li" in err[0] and "emt" in err[0]
+    write_frames(tmp_path / "s.extxyz", [bulk("Al", "fcc", a=4.05)])
+    with pytest.raises(FiremlipError, match="s.extxyz: frame 0 has element"):
+        distill_foundation("emt", "Cu", tmp_path / "o2", structures=[tmp_path / "s.extxyz"], size="tiny")
+    with pytest.raises(FiremlipError, match="unknown option"):
+        DistillSettings.from_kwargs(no_such=1)
+    with pytest.raises(FiremlipError, match="foundation.distill.elements"):
+        distill_from_config({"teacher": "emt", "elements": []}, tmp_path / "o3")
+
+
+def test_structure_generation_pieces():
+    s = DistillSettings(max_atoms=24, n_alloys=2)
+    protos = make_prototypes(["Li", "P", "S", "Cl"], s)
+    names = {p.name for p in protos}
+    assert {"Li-bcc", "S-fcc", "LiS-rocksalt", "Li2S-antifluorite", "LiCl-cesiumchloride",
+            "LiS2-fluorite", "PSCl3-perovskite"} <= names
+    assert sum(p.kind == "ternary" for p in protos) == 12 and sum(p.kind == "alloy" for p in protos) == 2
+    li2s = next(p for p in protos if p.name == "Li2S-antifluorite").atoms
+    assert li2s.get_chemical_symbols().count("Li") == 2 * li2s.get_chemical_symbols().count("S")
+    assert all(min_distance_ok(p.atoms, 0.5) for p in protos)  # prototypes start at tabulated radii
+    squashed = bulk("Li", "bcc", a=1.2)
+    assert not min_distance_ok(squashed, 0.5)
+    sc = supercell(bulk("Li", "bcc", a=3.44), 16)
+    assert len(sc) <= 16 and len(sc) >= 8
+    # the equilibrium scan finds a parabola's minimum between grid points
+    p = Prototype("x", "element", bulk("Cu", "fcc", a=3.6))
+    frames = []
+    for sc_ in np.linspace(0.9, 1.1, 5):
+        a = p.atoms.copy()
+        a.info.update(prototype="x", scale=float(sc_), REF_energy=float((sc_ - 1.03) ** 2 * 10 - 3.5))
+        frames.append(a)
+    (s_best, e_best), = equilibrium_scales([p], frames).values()
+    assert s_best == pytest.approx(1.03, abs=1e-3) and e_best == pytest.approx(-3.5, abs=1e-4)
+    rng = np.random.default_rng(0)
+    der = derived_frames(p, 1.0, DistillSettings(max_atoms=8, n_rattle=2, n_strain=1), 4.5, rng)
+    kinds = [a.info["config_type"] for a in der]
+    assert kinds.count("volume") == 5 and kinds.count("rattle") == 2 and "vacancy" in kinds
+    assert all(all(a.pbc) for a in der)
+
+
+KILLER = '''
+import os
+import signal
+
+from ase.calculators.emt import EMT
+
+
+def make(counter, kill_after, marker):
+    """EMT that counts its calculations and SIGKILLs its own worker process once, after ``kill_after``."""
+    calc = EMT()
+    plain = calc.calculate
+    done = [0]
+
+    def calculate(atoms=None, properties=("energy",), system_changes=()):
+        done[0] += 1
+        with open(counter, "a") as fh:
+            fh.write("x\\n")
+        if done[0] > kill_after and not os.path.exists(marker):
+            open(marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return plain(atoms, properties, system_changes)
+
+    calc.calculate = calculate
+    return calc
+'''
+
+
+def test_distill_teacher_killed_mid_run_then_resumes(tmp_path, capsys):
+    fac = tmp_path / "killer.py"
+    fac.write_text(KILLER)
+    teacher = f"worker:{sys.executable}:{fac}:make"
+    counter = tmp_path / "calls.txt"
+    args = ["foundation", "distill", "--teacher", teacher, "--elements", "Cu", "--size", "tiny", "--epochs", "1",
+            "--max-atoms", "4", "--threads", "1", "-q", "-o", str(tmp_path / "found"),
+            "--teacher-set", f"counter={counter}", "--teacher-set", "kill_after=12",
+            "--teacher-set", f"marker={tmp_path / 'killed'}",
+            "--set", "scan_points=4", "--set", "volume_points=2", "--set", "n_rattle=1", "--set", "n_strain=0",
+            "--set", "n_slab=0", "--set", "n_vacancy=0", "--set", "md_structures=0"]
+    rc = main(args)
+    err = [ln for ln in capsys.readouterr().err.splitlines() if "error" in ln]
+    assert rc == 2 and len(err) == 1, err
+    assert err[0].startswith(f"firemlip: error: teacher {teacher}: worker process") and "SIGKILL" in err[0]
+    assert not (tmp_path / "found" / "foundation.model").exists()
+    cached = len(list((tmp_path / "found" / "work" / "label-cache").glob("*.extxyz")))
+    assert cached == 8  # the first batch of the volume scan survived the kill
+    first = len(counter.read_text().splitlines())
+
+    rc = main(args)
+    assert rc == 0, capsys.readouterr().err
+    labelled = len(list((tmp_path / "found" / "work" / "label-cache").glob("*.extxyz")))
+    second = len(counter.read_text().splitlines()) - first
+    assert second == labelled - cached  # every frame computed once: the cached ones were not recomputed
+    assert len(read_frames(tmp_path / "found" / "pretrain.extxyz")) > 20
+    man = json.loads((tmp_path / "found" / "manifest.json").read_text())
+    assert man["status"] == "done" and man["foundation"]["teacher"] == teacher
