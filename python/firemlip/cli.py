@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "firemlip.lammps",
     "firemlip.analysis",
     "firemlip.audit",
+    "firemlip.report",
     "firemlip.demo",
 )
 

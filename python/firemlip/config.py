@@ -201,6 +201,7 @@ class Stages(_Strict):
     export: ExportStage | None = None
     md: MDStage | None = None
     analyze: AnalyzeStage | None = None
+    report: bool = True
 
 
 class RunConfig(_Strict):

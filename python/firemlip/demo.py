@@ -35,12 +35,29 @@ def run_demo(run_dir: str | Path = "runs/demo", quick: bool = True, relabel: boo
         for f in bundled.glob("*.extxyz"):
             if not (cache / f.name).exists():
                 shutil.copy2(f, cache / f.name)
+    if relabel and cfg.stages.label_selected is not None:
+        cfg.stages.label_selected.data = None  # label this run's own selection with the labeller
     if quick:
-        cfg.stages.perturb.n_configs = min(cfg.stages.perturb.n_configs, 20)
+        _quick(cfg)
     print(f"firemlip demo: {'quick' if quick else 'default'} profile, run directory {rd}")
+    print("firemlip demo: expected time on 2 CPU cores: " + ("~15 minutes" if quick else "~40 minutes") +
+          (" plus GPAW labelling (minutes per frame)" if relabel else ""))
     if relabel:
         print("firemlip demo: --relabel given: every frame is labelled with GPAW (minutes per frame)")
     return run(cfg, rd)
+
+
+def _quick(cfg) -> None:
+    """Shorter MD and training for the quick profile (same stages, same data)."""
+    st = cfg.stages
+    if st.prefit is not None:
+        st.prefit.epochs = min(st.prefit.epochs, 8)
+    if st.sample is not None:
+        st.sample.steps = min(st.sample.steps, 600)
+    if st.finetune is not None:
+        st.finetune.epochs = min(st.finetune.epochs, 25)
+    if st.md is not None and st.md.diffusion is not None:
+        st.md.diffusion.steps = min(st.md.diffusion.steps, 2000)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -439,6 +439,15 @@ def _analyze_body(ctx: Context, rec: StageRecord) -> None:
                             for k, v in results.items() if isinstance(v, dict)}
 
 
+def _report_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.report import build_report
+
+    md, ht = build_report(ctx.run_dir)
+    shutil.copy2(md, rec.stage_dir / "report.md")
+    shutil.copy2(ht, rec.stage_dir / "report.html")
+    rec.outputs += ["report.md", "report.html"]
+
+
 def _enabled(name: str) -> Callable[[RunConfig], bool]:
     def check(c: RunConfig) -> bool:
         st = getattr(c.stages, name)
@@ -493,6 +502,8 @@ STAGES: list[Stage] = [
     Stage("analyze", _enabled("analyze"), _analyze_inputs,
           lambda ctx: ctx.cfg.stages.analyze.model_dump(), _analyze_body,
           "diffusion, Arrhenius, conductivity, elastic moduli"),
+    Stage("report", lambda c: c.stages.report, lambda ctx: {}, lambda ctx: {}, _report_body,
+          "report.md and report.html"),
 ]
 
 
