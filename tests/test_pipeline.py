@@ -27,6 +27,7 @@ stages:
   finetune: {strategy: fire, baselines: [vanilla], epochs: 2, batch_size: 3, options: {progress: false}}
   evaluate: {}
   export: {}
+  audit: {skip: [hole_hunt, md_grid]}
   md:
     diffusion: {temperatures_K: [600, 900], steps: 200, equil_steps: 20, dump_every: 5, species: Cu,
                 supercell: [1, 2, 2]}
@@ -42,7 +43,7 @@ def test_full_run_and_resume(tmp_path):
     st = run(load_config(tmp_path / "config.yaml"), log=lambda s: None)
     ran = [k for k, v in st.items() if v == "ran"]
     assert ran == ["structures", "perturb", "label", "foundation", "prefit", "sample", "select",
-                   "label_selected", "finetune", "evaluate", "export", "md", "analyze", "report"]
+                   "label_selected", "finetune", "evaluate", "export", "audit", "md", "analyze", "report"]
     rd = tmp_path / "run"
     pool = read_frames(next(rd.glob("*_sample")) / "pool.extxyz")
     assert len(pool) >= 12 and {a.info["temperature_K"] for a in pool} == {300.0, 600.0}
@@ -51,7 +52,7 @@ def test_full_run_and_resume(tmp_path):
     assert comp["fire"]["test"]["forces_rmse_meV_A"] >= 0 if "forces_rmse_meV_A" in comp["fire"]["test"] else True
     assert (next(rd.glob("*_export")) / "fire.lammps.pt").exists()
     html = (rd / "report.html").read_text()
-    assert "data:image/png;base64" in html and "F RMSE" in html and "Elastic" in html
+    assert "data:image/png;base64" in html and "F RMSE" in html and "Elastic" in html and "Model audit" in html
     an = next(rd.glob("*_analyze"))
     arr = json.loads((an / "arrhenius" / "arrhenius.json").read_text())
     assert "Ea_eV" in json.dumps(arr) or "activation" in json.dumps(arr)

@@ -189,6 +189,15 @@ class AnalyzeStage(_Strict):
     drift: Literal["system", "framework", "none"] = "system"
 
 
+class AuditStage(_Strict):
+    """Model audit after fine-tuning (pair scans vs ZBL, hole hunt, MD stability grid); see ``firemlip audit``."""
+
+    enabled: bool = True
+    skip: list[str] = Field(default_factory=list)
+    fail_run: bool = False
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
 class Stages(_Strict):
     perturb: PerturbStage = Field(default_factory=PerturbStage)
     label: LabelStage = Field(default_factory=LabelStage)
@@ -199,6 +208,7 @@ class Stages(_Strict):
     finetune: FinetuneStage | None = None
     evaluate: EvaluateStage | None = None
     export: ExportStage | None = None
+    audit: AuditStage | None = None
     md: MDStage | None = None
     analyze: AnalyzeStage | None = None
     report: bool = True

@@ -228,6 +228,23 @@ def label_one(index: int, atoms: Atoms, name: str, settings: Mapping[str, Any]) 
     t0 = time.time()
     a = atoms.copy()
     try:
+        if name == "gpaw":
+            # one BLAS thread per frame: OpenBLAS threads spin and slow GPAW several-fold on a shared machine;
+            # parallelism comes from --workers (one frame per process)
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=int(settings.get("blas_threads", 1))):
+                return _label_one(index, a, name, {k: v for k, v in settings.items() if k != "blas_threads"}, t0)
+        return _label_one(index, a, name, settings, t0)
+    except FiremlipError:
+        raise
+    except Exception as exc:  # an SCF that fails is recorded, not fatal
+        msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return LabelResult(index, error=f"{type(exc).__name__}: {msg}", seconds=time.time() - t0)
+
+
+def _label_one(index: int, a: Atoms, name: str, settings: Mapping[str, Any], t0: float) -> LabelResult:
+    try:
         a.calc = make_calculator(name, settings, a)
         e = float(a.get_potential_energy())
         f = np.asarray(a.get_forces(), dtype=float)

@@ -103,6 +103,7 @@ def build_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     _foundation(doc, stages)
     _rmse(doc, stages)
     _selection(doc, stages)
+    _audit(doc, stages)
     _analysis(doc, stages)
     _timings(doc, stages)
     md_path, html_path = rd / "report.md", rd / "report.html"
@@ -179,6 +180,20 @@ def _selection(doc: _Doc, stages: dict[str, Path]) -> None:
         doc.img(sub / "pca.png", f"PCA map, {sub.name[1:]} selected")
     for lc in d.parent.rglob("learning_curve.png"):
         doc.img(lc, "learning curve")
+
+
+def _audit(doc: _Doc, stages: dict[str, Path]) -> None:
+    d = stages.get("audit")
+    a = _load(d / "audit.json") if d else None
+    if not a:
+        return
+    doc.h("Model audit")
+    doc.p(f"Overall: {'PASS' if a.get('passed') else 'FAIL'}")
+    gates = a.get("gates", {})
+    doc.table(["gate", "status"], [[g, str(v.get("status", "?")) if isinstance(v, dict) else str(v)]
+                                   for g, v in gates.items()])
+    for p in sorted(d.glob("*.png")):
+        doc.img(p, p.stem.replace("_", " "))
 
 
 def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:

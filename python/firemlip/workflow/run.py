@@ -439,6 +439,21 @@ def _analyze_body(ctx: Context, rec: StageRecord) -> None:
                             for k, v in results.items() if isinstance(v, dict)}
 
 
+def _audit_body(ctx: Context, rec: StageRecord) -> None:
+    from firemlip.audit import audit
+
+    st = ctx.cfg.stages.audit
+    ft = ctx.cfg.stages.finetune
+    assert st is not None and ft is not None
+    res = audit(ctx.output("finetune", f"{ft.strategy}.model"), ctx.output("structures", "structures.extxyz"),
+                rec.stage_dir, train=ctx.output("label_selected", "train.extxyz"), device=ctx.cfg.device,
+                skip=tuple(st.skip), progress=False, **st.settings)
+    rec.outputs.append("audit.json")
+    rec.extra["audit_passed"] = bool(res.get("passed"))
+    if st.fail_run and not res.get("passed"):
+        raise FiremlipError(f"audit: the model failed a gate (see {rec.stage_dir / 'audit.json'})")
+
+
 def _report_body(ctx: Context, rec: StageRecord) -> None:
     from firemlip.report import build_report
 
@@ -495,6 +510,11 @@ STAGES: list[Stage] = [
     Stage("export", _enabled("export"),
           lambda ctx: {"model": ctx.output("finetune", f"{ctx.cfg.stages.finetune.strategy}.model")},
           lambda ctx: ctx.cfg.stages.export.model_dump(), _export_body, "export the model to LAMMPS"),
+    Stage("audit", _enabled("audit"),
+          lambda ctx: {"model": ctx.output("finetune", f"{ctx.cfg.stages.finetune.strategy}.model"),
+                       "structures": ctx.output("structures", "structures.extxyz")},
+          lambda ctx: {**ctx.cfg.stages.audit.model_dump(), "device": ctx.cfg.device}, _audit_body,
+          "audit the fine-tuned model (ZBL pair scans, holes, MD grid)"),
     Stage("md", _enabled("md"),
           lambda ctx: {"model": ctx.output("export", "fire.lammps.pt"),
                        "structures": ctx.output("structures", "structures.extxyz")},
