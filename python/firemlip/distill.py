@@ -348,6 +348,10 @@ def scan_frames(protos: Sequence[Prototype], settings: DistillSettings) -> list[
     return out
 
 
+#: Teacher energies beyond this magnitude (eV/atom) are treated as failures when locating prototype minima.
+MAX_SANE_ENERGY_EV_ATOM = 50.0
+
+
 def equilibrium_scales(protos: Sequence[Prototype], labelled: Sequence[Atoms]) -> dict[str, tuple[float, float]]:
     """Per prototype: (linear scale at the teacher's minimum, energy per atom there in eV).
 
@@ -356,8 +360,10 @@ def equilibrium_scales(protos: Sequence[Prototype], labelled: Sequence[Atoms]) -
     """
     by: dict[str, list[tuple[float, float]]] = {}
     for a in labelled:
-        by.setdefault(a.info["prototype"], []).append(
-            (float(a.info["scale"]), round(float(a.info["REF_energy"]) / len(a), 6)))
+        e_atom = float(a.info["REF_energy"]) / len(a)
+        if not math.isfinite(e_atom) or abs(e_atom) > MAX_SANE_ENERGY_EV_ATOM:
+            continue  # a teacher far outside its training domain (e.g. compressed molecular solids) gives nonsense
+        by.setdefault(a.info["prototype"], []).append((float(a.info["scale"]), round(e_atom, 6)))
     out: dict[str, tuple[float, float]] = {}
     for p in protos:
         pts = sorted(by.get(p.name, []))

@@ -156,6 +156,31 @@ def _evaluate(model, graphs: Sequence, opts: FinetuneOptions, device: str, with_
             "rmse_f": 1000 * math.sqrt(se_f / max(n_f, 1))}
 
 
+def _shift_energy(atoms, shift: dict[str, float]):
+    """A copy of ``atoms`` with ``REF_energy`` moved by the sum of per-element shifts (eV)."""
+    b = atoms.copy()
+    b.info["REF_energy"] = float(atoms.info["REF_energy"]) + sum(shift.get(s, 0.0) for s in atoms.get_chemical_symbols())
+    return b
+
+
+def refit_e0s(frames: Sequence, elements: Sequence[str], old: dict[str, float]) -> dict[str, float]:
+    """E0s (eV) moved from ``old`` by the smallest per-element change that fits the frames' mean energy offset.
+
+    Least squares on the residual ``REF_energy - sum(old E0)``, minimum-norm, so a task set of one composition
+    (rank-deficient for separate E0s) shifts every element in proportion instead of arbitrarily.
+    """
+    idx = {el: i for i, el in enumerate(elements)}
+    A = np.zeros((len(frames), len(elements)))
+    y = np.zeros(len(frames))
+    for r, a in enumerate(frames):
+        for sym in a.get_chemical_symbols():
+            A[r, idx[sym]] += 1
+        y[r] = float(a.info["REF_energy"]) - sum(old.get(sym, 0.0) for sym in a.get_chemical_symbols())
+    delta = np.linalg.lstsq(A, y, rcond=None)[0]
+    present = A.sum(axis=0) > 0
+    return {el: float(old.get(el, 0.0) + (delta[i] if present[i] else 0.0)) for el, i in idx.items()}
+
+
 def least_squares_e0s(frames: Sequence, elements: Sequence[str]) -> dict[str, float]:
     """Isolated-atom reference energies E0 (eV) fitted by least squares to ``REF_energy`` of ``frames``."""
     idx = {el: i for i, el in enumerate(elements)}
@@ -284,8 +309,17 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
     model = model.to(tdtype)
     e0_info: dict[str, float] | str = "foundation"
     if opts.e0s == "average":
-        e0_info = least_squares_e0s(data.train, model_elements(model))
+        els = model_elements(model)
+        old = model.atomic_energies_fn.atomic_energies.detach().cpu().double().numpy()
+        old = old[head_index] if old.ndim == 2 else old
+        e0_info = refit_e0s(data.train, els, {el: float(old[j]) for j, el in enumerate(els)})
         set_e0s(model, e0_info, head_index)
+        if data.replay:
+            # the replay labels use the foundation's energy zero: move them onto the task's (per element,
+            # E0_new - E0_old eV per atom), so replay constrains shapes, not the reference (forces unchanged)
+            shift = {el: float(e0_info[el]) - float(old[j]) for j, el in enumerate(els) if el in e0_info}
+            data.replay = [_shift_energy(a, shift) for a in data.replay]
+            data.monitor = [_shift_energy(a, shift) for a in data.monitor]
     model = model.to(device)
     model.train()
 
