@@ -164,6 +164,7 @@ class SampleStage(_Strict):
     interval: PositiveInt = 10
     timestep_fs: PositiveFloat = 1.0
     engine: Literal["lammps", "ase"] = "lammps"
+    structures: list[int] | None = None  # indices of the run's structures to sample from (default: all)
     dtype: Literal["float64", "float32"] = "float64"
     workers: PositiveInt = 1
     seed: int = 0

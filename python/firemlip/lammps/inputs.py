@@ -60,6 +60,7 @@ def write_example_inputs(model: str | os.PathLike[str], structure: Atoms | str |
                   f"shell cd {rel_dir}", f"log log.{name}"]
         inp.write_text("\n".join(header + lines) + "\n")
         written.append(inp)
+    (out / "render.json").unlink(missing_ok=True)  # holds this machine's absolute paths
     return written
 
 

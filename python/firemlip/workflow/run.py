@@ -49,9 +49,10 @@ class Stage:
 # ----------------------------------------------------------------------------------- stage bodies
 def _structures_inputs(ctx: Context) -> dict[str, Path]:
     cfg = ctx.cfg
+    out: dict[str, Path] = {}
     if cfg.interface is not None:
-        return {"substrate": cfg.path(cfg.interface.substrate), "film": cfg.path(cfg.interface.film)}
-    return {f"structure_{i}": cfg.path(p) for i, p in enumerate(cfg.structures)}
+        out = {"substrate": cfg.path(cfg.interface.substrate), "film": cfg.path(cfg.interface.film)}
+    return {**out, **{f"structure_{i}": cfg.path(p) for i, p in enumerate(cfg.structures)}}
 
 
 def _structures_params(ctx: Context) -> dict[str, Any]:
@@ -75,7 +76,9 @@ def _structures_body(ctx: Context, rec: StageRecord) -> None:
 
         rec.extra["interface"] = asdict(rep)
     else:
-        frames = read_structures([str(cfg.path(p)) for p in cfg.structures])
+        frames = []
+    if cfg.structures:  # further structures (e.g. the bulk phases of an interface) follow the interface
+        frames += read_structures([str(cfg.path(p)) for p in cfg.structures])
     write_frames(rec.stage_dir / "structures.extxyz", frames)
     rec.outputs.append("structures.extxyz")
     rec.extra["n_structures"] = len(frames)
@@ -205,7 +208,15 @@ def _sample_body(ctx: Context, rec: StageRecord) -> None:
 
     st = ctx.cfg.stages.sample
     assert st is not None
-    sample(_sampling_model(ctx), ctx.output("structures", "structures.extxyz"), st.temperatures_K, st.steps,
+    from firemlip.io import read_frames
+
+    frames = read_frames(ctx.output("structures", "structures.extxyz"))
+    if st.structures is not None:
+        bad = [i for i in st.structures if not 0 <= i < len(frames)]
+        if bad:
+            raise FiremlipError(f"stages.sample.structures: indices {bad} outside 0..{len(frames) - 1}")
+        frames = [frames[i] for i in st.structures]
+    sample(_sampling_model(ctx), frames, st.temperatures_K, st.steps,
            st.interval, engine=st.engine, out_path=rec.stage_dir / "pool.extxyz", timestep_fs=st.timestep_fs,
            seed=st.seed, device=ctx.cfg.device, workers=st.workers, dtype=st.dtype, manifest=False)
     rec.outputs.append("pool.extxyz")
