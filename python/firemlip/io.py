@@ -132,11 +132,15 @@ def set_labels(atoms: Atoms, energy: float, forces: np.ndarray | None = None,
 
 
 def structure_hash(atoms: Atoms) -> str:
-    """sha256 of numbers, positions (Å, rounded to 1e-8), cell and pbc — a stable key for caches."""
+    """sha256 of numbers, positions (Å, rounded to 1e-6), cell and pbc — a stable key for caches.
+
+    The rounding makes the key insensitive to last-bit differences between machines (and to the precision
+    of extended XYZ files), so labels made on one machine are found again on another.
+    """
     h = hashlib.sha256()
     h.update(np.asarray(atoms.numbers, dtype=np.int64).tobytes())
-    h.update(np.round(np.asarray(atoms.positions, dtype=float), 8).tobytes())
-    h.update(np.round(np.asarray(atoms.cell.array, dtype=float), 8).tobytes())
+    h.update((np.round(np.asarray(atoms.positions, dtype=float), 6) + 0.0).tobytes())
+    h.update((np.round(np.asarray(atoms.cell.array, dtype=float), 6) + 0.0).tobytes())
     h.update(np.asarray(atoms.pbc, dtype=np.int8).tobytes())
     return h.hexdigest()
 
