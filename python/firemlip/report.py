@@ -149,7 +149,7 @@ def _rmse(doc: _Doc, stages: dict[str, Path]) -> None:
         o = t.get("overall", t)
         fg = row.get("forgetting") or {}
         rows.append([name, _fmt(o.get("energy_rmse_meV_atom")), _fmt(o.get("forces_rmse_meV_A")),
-                     _fmt(o.get("stress_rmse_GPa")), _fmt(fg.get("forces_ratio", fg.get("ratio_forces"))),
+                     _fmt(o.get("stress_rmse_GPa")), _fmt(fg.get("forgetting_ratio_forces", fg.get("forces_ratio"))),
                      _fmt(fg.get("deviation_from_foundation_forces_meV_A"))])
     doc.table(["model", "E RMSE (meV/atom)", "F RMSE (meV/Å)", "σ RMSE (GPa)", "forgetting ratio (F)",
                "replay deviation from foundation (F, meV/Å)"], rows)
@@ -160,7 +160,7 @@ def _rmse(doc: _Doc, stages: dict[str, Path]) -> None:
             if b in f:
                 other = float(f[b][2])
                 doc.p(f"fire vs {b}: force RMSE {fire:.3g} vs {other:.3g} meV/Å "
-                      f"({100 * (other - fire) / other:+.1f}% {'lower' if fire < other else 'higher'} for fire).")
+                      f"({abs(100 * (other - fire) / other):.1f}% {'lower' if fire < other else 'higher'} for fire).")
     except (KeyError, ValueError):
         pass
     for name in comp:
@@ -174,9 +174,11 @@ def _selection(doc: _Doc, stages: dict[str, Path]) -> None:
     doc.h("Selection (SOAP → PCA → K-means)")
     for sub in sorted(d.glob("n*/")):
         m = _load(sub / "metrics.json") or {}
-        cov = m.get("coverage", m)
-        doc.p(f"{sub.name[1:]} frames selected; coverage (mean PCA distance to nearest selected frame): "
-              f"{_fmt(cov.get('mean') if isinstance(cov, dict) else cov)}")
+        rb = m.get("random_baseline") or {}
+        doc.p(f"{sub.name[1:]} of {m.get('pool_frames', '?')} pool frames selected ({m.get('method', '?')}, "
+              f"{m.get('pca_components', '?')} PCA components); coverage (mean PCA distance from a pool frame to "
+              f"its nearest selected frame, lower is better): {_fmt(m.get('coverage_mean'))} vs "
+              f"{_fmt(rb.get('coverage_mean'))} for a random selection of the same size")
         doc.img(sub / "pca.png", f"PCA map, {sub.name[1:]} selected")
     for lc in d.parent.rglob("learning_curve.png"):
         doc.img(lc, "learning curve")
@@ -215,8 +217,12 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
         doc.img(sub / "msd.png", f"MSD {sub.name}")
     a = _load(d / "arrhenius" / "arrhenius.json")
     if a:
-        doc.p(f"Arrhenius: Ea = {_pm(a.get('Ea_eV', a.get('activation_energy_eV')), a.get('Ea_err_eV', a.get('activation_energy_err_eV')))} eV; "
-              f"D({_fmt(a.get('target_T_K'))} K) = {_pm(a.get('diffusivity_target_cm2_s'), a.get('diffusivity_target_err_cm2_s'))} cm²/s")
+        doc.p(f"Arrhenius over {a.get('n_temperatures', '?')} temperatures: Ea = "
+              f"{_pm(a.get('activation_energy_eV'), a.get('activation_energy_err_eV'))} eV; extrapolated to "
+              f"{_fmt(a.get('target_temperature_K'))} K: D = "
+              f"{_pm(a.get('diffusivity_target_cm2_s'), a.get('diffusivity_target_err_cm2_s'))} cm²/s, "
+              f"σ (tracer, Haven ratio {_fmt(a.get('haven_ratio'))}, {a.get('haven_source', '?')}) = "
+              f"{_fmt(a.get('sigma_tracer_target_S_cm'))} S/cm")
         for p in sorted((d / "arrhenius").glob("*.png")):
             doc.img(p, "Arrhenius plot")
     e = _load(d / "elastic" / "elastic.json")
