@@ -20,7 +20,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
 
     opts: dict = dict(args.set or [])
     for k in ("batch_size", "lr", "energy_weight", "forces_weight", "stress_weight", "replay_weight",
-              "replay_filter", "replay_size", "clip_grad", "patience", "dtype", "e0s", "head", "name",
+              "replay_energy_weight", "replay_filter", "replay_size", "clip_grad", "patience", "dtype", "e0s", "head", "name",
               "stage_two_energy_weight", "stage_two_lr", "weight_decay", "valid_fraction"):
         v = getattr(args, k)
         if v is not None:
@@ -65,6 +65,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--replay-ratio", type=nonneg_float, default=1.0,
                    help="replay frames drawn per epoch, as a multiple of the task frames (default 1)")
     p.add_argument("--replay-weight", type=nonneg_float, help="loss weight of replay frames (default 1)")
+    p.add_argument("--replay-energy-weight", type=nonneg_float,
+                   help="energy weight of replay frames relative to their forces (0 = force-only replay, for a "
+                        "labeller whose energy zero differs from the foundation's; default 1)")
     p.add_argument("--replay-filter", choices=("none", "overlap", "subset"),
                    help="keep replay frames sharing an element with the task (overlap) or only task elements")
     p.add_argument("--replay-size", type=positive_int, help="pseudo-label replay pool size")

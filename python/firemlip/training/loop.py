@@ -49,6 +49,7 @@ class FinetuneOptions:
     stress_weight: float = 1.0
     replay_ratio: float = 1.0
     replay_weight: float = 1.0
+    replay_energy_weight: float = 1.0    # 0 = force-only replay (foundation and labeller use different energy zeros)
     replay_filter: str = "none"          # none | overlap | subset (see replay.filter_pool)
     replay_size: int | None = None       # pseudo-label pool size (default max(20, 4·ratio·n_task))
     replay_structures: tuple[str, ...] = ()  # extra structure files for pseudo-label replay
@@ -86,7 +87,7 @@ class FinetuneOptions:
         for name in ("lr", "batch_size", "epochs"):
             if getattr(self, name) <= 0:
                 raise FiremlipError(f"finetune: {name} must be positive, got {getattr(self, name)}")
-        for name in ("replay_ratio", "replay_weight", "energy_weight", "forces_weight", "stress_weight",
+        for name in ("replay_ratio", "replay_weight", "replay_energy_weight", "energy_weight", "forces_weight", "stress_weight",
                      "weight_decay", "replay_rattle_A", "replay_max_strain"):
             v = getattr(self, name)
             if v is None or v < 0 or not math.isfinite(v):
@@ -325,7 +326,12 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
 
     train_g = frames_to_graphs(data.train, model, head=head, dtype=opts.dtype)
     valid_g = frames_to_graphs(data.valid, model, head=head, dtype=opts.dtype)
-    replay_g = frames_to_graphs(data.replay, model, head=head, weight=opts.replay_weight, dtype=opts.dtype) \
+    replay_frames = data.replay
+    if opts.replay_energy_weight != 1.0:
+        replay_frames = [a.copy() for a in data.replay]
+        for a in replay_frames:  # mace reads per-frame property weights from config_<name>_weight
+            a.info["config_energy_weight"] = float(opts.replay_energy_weight)
+    replay_g = frames_to_graphs(replay_frames, model, head=head, weight=opts.replay_weight, dtype=opts.dtype) \
         if strategy == "fire" else []
     monitor_g = frames_to_graphs(data.monitor, model, head=head, dtype=opts.dtype)
     all_frames = data.train + (data.replay if strategy == "fire" else [])
