@@ -216,6 +216,9 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
     for sub in sorted(d.glob("diffusion_*")):
         doc.img(sub / "msd.png", f"MSD {sub.name}")
     a = _load(d / "arrhenius" / "arrhenius.json")
+    note = (_load(d / "manifest.json") or {}).get("arrhenius")
+    if note:
+        doc.p(f"Arrhenius: {note}")
     if a:
         doc.p(f"Arrhenius over {a.get('n_temperatures', '?')} temperatures: Ea = "
               f"{_pm(a.get('activation_energy_eV'), a.get('activation_energy_err_eV'))} eV; extrapolated to "

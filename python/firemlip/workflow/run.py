@@ -439,10 +439,19 @@ def _analyze_body(ctx: Context, rec: StageRecord) -> None:
             results[name] = res
             diff_jsons.append(rec.stage_dir / name / "diffusion.json")
             rec.outputs += [f"{name}/diffusion.json", f"{name}/msd.png"]
-        if len(diff_jsons) >= 2:
-            results["arrhenius"] = analyze_arrhenius(diff_jsons, rec.stage_dir / "arrhenius",
+        # a run that did not diffuse (D <= 0 within noise) cannot enter an Arrhenius fit: record and leave it out
+        diffusive = [j for j, T in zip(diff_jsons, md.diffusion.temperatures_K, strict=True)
+                     if (results[f"diffusion_{T:g}K"].get("diffusivity_cm2_s") or 0) > 0]
+        skipped = [str(j.parent.name) for j in diff_jsons if j not in diffusive]
+        if skipped:
+            rec.extra["arrhenius_left_out"] = skipped
+        if len(diffusive) >= 2:
+            results["arrhenius"] = analyze_arrhenius(diffusive, rec.stage_dir / "arrhenius",
                                                      target_T_K=an.target_T_K, haven=an.haven, charge=an.charge)
             rec.outputs.append("arrhenius/arrhenius.json")
+        elif len(diff_jsons) >= 2:
+            rec.extra["arrhenius"] = (f"not fitted: only {len(diffusive)} of {len(diff_jsons)} temperatures gave "
+                                      f"a positive D ({', '.join(skipped)} did not diffuse)")
     if md.elastic is not None:
         results["elastic"] = analyze_elastic(ctx.stage_dir("md") / "elastic", rec.stage_dir / "elastic")
         rec.outputs.append("elastic/elastic.json")
