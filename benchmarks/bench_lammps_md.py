@@ -19,6 +19,7 @@ os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
+
 from firemlip.lammps import export_model, plugin_path, run_lammps  # noqa: E402
 from firemlip.models import MaceShape, build_mace, save_model  # noqa: E402
 from firemlip.workflow.manifest import write_json  # noqa: E402

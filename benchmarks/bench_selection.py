@@ -46,8 +46,9 @@ def argyrodite(a: float = 9.85):
 
 def build_pool(path: Path, n_frames: int, seed: int = 0) -> float:
     """Write ``n_frames`` strained + rattled 104-atom argyrodite cells to ``path``; return seconds taken."""
-    from firemlip.io import write_frames
     from tqdm import tqdm
+
+    from firemlip.io import write_frames
 
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)

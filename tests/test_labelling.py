@@ -30,7 +30,7 @@ def test_emt_labels_match_direct_calculation(tmp_path):
     frames = _cu_frames(3)
     out, failed = label_frames(frames, "emt", cache_dir=tmp_path / "cache")
     assert not failed and len(out) == 3
-    for a, b in zip(frames, out):
+    for a, b in zip(frames, out, strict=True):
         c = a.copy()
         c.calc = EMT()
         assert np.isclose(b.info["REF_energy"], c.get_potential_energy())

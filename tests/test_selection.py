@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 from ase.build import bulk
+
 from firemlip.cli import main
 from firemlip.errors import FiremlipError
 from firemlip.io import read_frames, write_frames
