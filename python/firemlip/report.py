@@ -204,7 +204,10 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
         return
     doc.h("Transport")
     rows = []
-    for sub in sorted(d.glob("diffusion_*")):
+    outs = (_load(d / "manifest.json") or {}).get("outputs")
+    current = sorted(d / Path(o).parent for o in outs if o.endswith("diffusion.json")) if outs else \
+        sorted(d.glob("diffusion_*"))
+    for sub in current:
         j = _load(sub / "diffusion.json") or {}
         c = j.get("conductivity") or {}
         rows.append([_fmt(j.get("temperature_K")), _pm(j.get("diffusivity_cm2_s"), j.get("diffusivity_err_cm2_s")),
@@ -213,7 +216,7 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
                      _pm(c.get("sigma_tracer_S_cm"), c.get("sigma_tracer_err_S_cm")),
                      _pm(c.get("sigma_charge_S_cm"), c.get("sigma_charge_err_S_cm"))])
     doc.table(["T (K)", "D* (cm²/s)", "Haven ratio", "H_R source", "σ tracer (S/cm)", "σ charge (S/cm)"], rows)
-    for sub in sorted(d.glob("diffusion_*")):
+    for sub in current:
         doc.img(sub / "msd.png", f"MSD {sub.name}")
     a = _load(d / "arrhenius" / "arrhenius.json")
     note = (_load(d / "manifest.json") or {}).get("arrhenius")
