@@ -164,6 +164,17 @@ def _shift_energy(atoms, shift: dict[str, float]):
     return b
 
 
+def _composition_system(frames: Sequence, idx: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Atom counts per element (frames × elements) and the frames' ``REF_energy`` (eV)."""
+    A = np.zeros((len(frames), len(idx)))
+    y = np.zeros(len(frames))
+    for r, a in enumerate(frames):
+        for sym in a.get_chemical_symbols():
+            A[r, idx[sym]] += 1
+        y[r] = float(a.info["REF_energy"])
+    return A, y
+
+
 def refit_e0s(frames: Sequence, elements: Sequence[str], old: dict[str, float]) -> dict[str, float]:
     """E0s (eV) moved from ``old`` by the smallest per-element change that fits the frames' mean energy offset.
 
@@ -171,12 +182,8 @@ def refit_e0s(frames: Sequence, elements: Sequence[str], old: dict[str, float]) 
     (rank-deficient for separate E0s) shifts every element in proportion instead of arbitrarily.
     """
     idx = {el: i for i, el in enumerate(elements)}
-    A = np.zeros((len(frames), len(elements)))
-    y = np.zeros(len(frames))
-    for r, a in enumerate(frames):
-        for sym in a.get_chemical_symbols():
-            A[r, idx[sym]] += 1
-        y[r] = float(a.info["REF_energy"]) - sum(old.get(sym, 0.0) for sym in a.get_chemical_symbols())
+    A, y = _composition_system(frames, idx)
+    y = y - A @ np.array([old.get(el, 0.0) for el in elements])
     delta = np.linalg.lstsq(A, y, rcond=None)[0]
     present = A.sum(axis=0) > 0
     return {el: float(old.get(el, 0.0) + (delta[i] if present[i] else 0.0)) for el, i in idx.items()}
@@ -185,12 +192,7 @@ def refit_e0s(frames: Sequence, elements: Sequence[str], old: dict[str, float]) 
 def least_squares_e0s(frames: Sequence, elements: Sequence[str]) -> dict[str, float]:
     """Isolated-atom reference energies E0 (eV) fitted by least squares to ``REF_energy`` of ``frames``."""
     idx = {el: i for i, el in enumerate(elements)}
-    A = np.zeros((len(frames), len(elements)))
-    y = np.zeros(len(frames))
-    for r, a in enumerate(frames):
-        for s in a.get_chemical_symbols():
-            A[r, idx[s]] += 1
-        y[r] = a.info["REF_energy"]
+    A, y = _composition_system(frames, idx)
     present = A.sum(axis=0) > 0
     x = np.zeros(len(elements))
     x[present] = np.linalg.lstsq(A[:, present], y, rcond=None)[0]
