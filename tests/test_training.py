@@ -135,7 +135,14 @@ def test_scratch_and_mace_multihead(setup, tmp_path):
     from firemlip.foundation import load_model, model_info
     from firemlip.training import finetune
 
-    sp = finetune("scratch", setup.foundation, setup.task_train, setup.task_valid, tmp_path / "s", epochs=1, **FAST)
+    sp = finetune("scratch", setup.foundation, setup.task_train, setup.task_valid, tmp_path / "s", epochs=3,
+                  lr_schedule="cosine", stage_two_start=0.5, **FAST)
+    rows = list(csv.DictReader(open(tmp_path / "s" / "log.csv")))
+    # cosine from lr to lr/100 over the epochs; stage two (energy reweighting) keeps the cosine's lr
+    lr = FAST["lr"]
+    expect = [lr / 100 + 0.5 * (lr - lr / 100) * (1 + np.cos(np.pi * k / 3)) for k in range(3)]
+    np.testing.assert_allclose([float(r["lr"]) for r in rows], expect, rtol=1e-9)
+    assert [r["stage"] for r in rows] == ["1", "1", "2"]
     a, b = load_model(sp), load_model(setup.foundation)
     assert model_info(a)["parameters"] == model_info(b)["parameters"]
     w_a = next(p for n, p in a.named_parameters() if "weight" in n)

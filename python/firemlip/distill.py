@@ -11,7 +11,7 @@ Steps (all resumable: labels are cached per frame, MD runs and training are chec
    zincblende, fluorite and antifluorite; cubic perovskites; random substitutional alloys), each first scaled so
    that its nearest-neighbour distance matches tabulated radii, then **scanned** in volume with the teacher to
    find the teacher's equilibrium (a parabola through the lowest points).
-2. Around each *plausible* prototype (formation energy per atom, relative to the elements' best prototypes, below
+2. Around each *plausible* prototype (per-atom energy above the teacher's convex hull of all prototypes at most
    ``plausible_max_eV_atom``) and around the user's structures: volumes scanned about the equilibrium, supercells
    rattled (σ up to ``rattle_max_A``, default 0.2 Å) and strained (±``max_strain``, default 5 %), vacancies,
    surface slabs, and short teacher MD (Langevin) snapshots at several temperatures. A minimum-distance filter
@@ -74,8 +74,8 @@ class DistillSettings:
     binaries: bool = True
     ternaries: bool = True
     n_alloys: int = 4                     # random substitutional alloys over the whole element set
-    plausible_max_eV_atom: float = 1.0    # prototypes above this formation energy get no derived frames
-    n_rattle: int = 3                     # rattled (+ slightly strained) supercells per plausible prototype
+    plausible_max_eV_atom: float = 0.3    # prototypes further above the teacher's hull get no derived frames
+    n_rattle: int = 6                     # rattled (+ slightly strained) supercells per plausible prototype
     rattle_max_A: float = 0.2
     n_strain: int = 2
     max_strain: float = 0.05
@@ -83,14 +83,16 @@ class DistillSettings:
     n_slab: int = 1
     slab_vacuum_A: float = 6.0
     n_user_copies: int = 4                # rattled/strained copies per user structure (besides volumes)
-    md_structures: int = 4                # equilibrium supercells (user structures first) run with teacher MD
+    md_structures: int = 8                # equilibrium supercells (user structures first) run with teacher MD
     md_temperatures: tuple[float, ...] = (300.0, 800.0, 1500.0)
-    md_steps: int = 30
+    md_steps: int = 60
     md_interval: int = 10
     md_timestep_fs: float = 1.0
     min_dist_factor: float = 0.5
-    max_force_eV_A: float = 30.0
-    max_energy_window_eV_atom: float = 2.0
+    max_force_eV_A: float = 10.0
+    max_energy_window_eV_atom: float = 1.0
+    scan_frames_of: str = "plausible"     # plausible | all: whose volume-scan frames join the distillation set
+    scan_keep_within: float = 0.1         # of those, scan frames within this linear fraction of the equilibrium
     label_batch: int = 8
     teacher_settings: dict[str, Any] = field(default_factory=dict)
     # --- student training
@@ -101,11 +103,14 @@ class DistillSettings:
     probe_epochs: int = 2
     batch_size: int = 8
     lr: float = 5e-3
-    energy_weight: float = 1.0
+    energy_weight: float = 10.0           # stage one: per-atom energy MSE (eV²) weight
     forces_weight: float = 10.0
     stress_weight: float = 1.0
+    stage_two_start: float | None = 0.7   # fraction of the epochs after which energies weigh more, lr / 10
+    stage_two_energy_weight: float = 100.0
     dtype: str = "float32"
     patience: int = 40
+    lr_schedule: str = "cosine"           # cosine (lr → lr/100 over the planned epochs) | plateau
     threads: int | None = None            # torch intra-op threads during the run (None: leave torch's setting)
     progress: bool = True
 
@@ -140,6 +145,10 @@ class DistillSettings:
             raise FiremlipError(f"distill: --epochs must be positive, got {self.epochs}")
         if self.dtype not in ("float32", "float64"):
             raise FiremlipError(f"distill: dtype must be float32 or float64, got {self.dtype!r}")
+        if self.scan_frames_of not in ("plausible", "all"):
+            raise FiremlipError(f"distill: scan_frames_of must be plausible or all, got {self.scan_frames_of!r}")
+        if self.stage_two_start is not None and not 0 < self.stage_two_start < 1:
+            raise FiremlipError(f"distill: stage_two_start is a fraction in (0, 1), got {self.stage_two_start}")
 
 
 def parse_elements(text: str | Sequence[str]) -> list[str]:
@@ -399,6 +408,35 @@ def formation_energies(protos: Sequence[Prototype], eq: Mapping[str, tuple[float
             out[p.name] = eq[p.name][1] - float(np.mean([mu[s] for s in sym]))
         else:
             out[p.name] = 0.0
+    return out
+
+
+def energies_above_hull(protos: Sequence[Prototype], eq: Mapping[str, tuple[float, float]]) -> dict[str, float]:
+    """Per-atom energy (eV) of each prototype above the teacher's convex hull of all prototypes.
+
+    The hull energy at a composition is the lowest mixture of prototype energies with that composition (a linear
+    programme over the fractional compositions). Unlike the formation energy against elemental prototypes, this
+    also marks as implausible the many structures that merely beat a poor elemental reference (molecular
+    elements such as P, S, Cl have no good bcc/fcc/hcp/sc/diamond form).
+    """
+    from scipy.optimize import linprog
+
+    names = [p.name for p in protos if p.name in eq]
+    if not names:
+        return {}
+    by_name = {p.name: p for p in protos}
+    els = sorted({s for n in names for s in by_name[n].atoms.get_chemical_symbols()})
+    comp = np.zeros((len(els), len(names)))
+    for j, n in enumerate(names):
+        sym = by_name[n].atoms.get_chemical_symbols()
+        for i, el in enumerate(els):
+            comp[i, j] = sym.count(el) / len(sym)
+    energy = np.array([eq[n][1] for n in names])
+    out = {}
+    for j, n in enumerate(names):
+        res = linprog(energy, A_eq=comp, b_eq=comp[:, j], bounds=(0, None), method="highs")
+        hull = float(res.fun) if res.status == 0 else float(energy[j])
+        out[n] = max(0.0, float(energy[j]) - hull)
     return out
 
 
@@ -701,7 +739,8 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         scan_lab, scan_fail = label_frames(scan, teacher, tsettings, cache, source_path="distill scan")
         eq = equilibrium_scales(protos, scan_lab)
         ef = formation_energies(protos, eq)
-        plausible = [p for p in protos if p.name in eq and ef.get(p.name, math.inf) <= settings.plausible_max_eV_atom]
+        ehull = energies_above_hull(protos, eq)
+        plausible = [p for p in protos if ehull.get(p.name, math.inf) <= settings.plausible_max_eV_atom]
         timings["scan_s"] = time.time() - t0
 
         # ---- 2. derived frames (generated deterministically from the seed) and their labels
@@ -727,7 +766,7 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         md_dir = work / "md"
         md_dir.mkdir(exist_ok=True)
         md_starts = [(p.name, p.atoms) for p in user]  # user structures first, then the most stable prototypes
-        for p in sorted(plausible, key=lambda q: (ef.get(q.name, 0.0), q.name)):
+        for p in sorted(plausible, key=lambda q: (round(ehull[q.name], 3), ef.get(q.name, 0.0), q.name)):
             a = p.atoms.copy()
             a.set_cell(p.atoms.cell.array * eq[p.name][0], scale_atoms=True)
             md_starts.append((p.name, a))
@@ -760,7 +799,12 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         failed = scan_fail + der_fail
         if failed:
             write_frames(work / "failed.extxyz", failed)
-        allf, dropped = _filter_labelled(scan_lab + der_lab + md_frames, settings)
+        names = {p.name for p in plausible} | {p.name for p in user}
+        scan_keep = scan_lab if settings.scan_frames_of == "all" else \
+            [a for a in scan_lab if a.info.get("prototype") in names
+             and abs(float(a.info["scale"]) / eq[a.info["prototype"]][0] - 1) <= settings.scan_keep_within]
+        allf, dropped = _filter_labelled(scan_keep + der_lab + md_frames, settings)
+        dropped["implausible_scan"] = len(scan_lab) - len(scan_keep)
         dropped["min_distance"] = n_close
         dropped["teacher_failed"] = len(failed)
         split = _split(len(allf), settings)
@@ -787,6 +831,8 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         common = dict(device=settings.device, seed=settings.seed, batch_size=settings.batch_size, lr=settings.lr,
                       energy_weight=settings.energy_weight, forces_weight=settings.forces_weight,
                       stress_weight=settings.stress_weight, dtype=settings.dtype, patience=settings.patience,
+                      stage_two_start=settings.stage_two_start, lr_schedule=settings.lr_schedule,
+                      stage_two_energy_weight=settings.stage_two_energy_weight,
                       e0s="foundation", progress=settings.progress)
         if prior == "fresh":
             if train_dir.exists():
@@ -859,7 +905,8 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
             "n_prototypes": len(protos), "n_plausible": len(plausible), "n_user_structures": len(user),
             "prototypes": {p.name: {"kind": p.kind, "scale": eq.get(p.name, (None,))[0],
                                     "energy_eV_atom": eq.get(p.name, (None, None))[1],
-                                    "formation_eV_atom": ef.get(p.name), "plausible": p in plausible}
+                                    "formation_eV_atom": ef.get(p.name), "above_hull_eV_atom": ehull.get(p.name),
+                                    "plausible": p in plausible}
                            for p in protos},
             "training": {"plan": plan, "summary": ft.get("summary", {}), "log": "work/train/log.csv"},
             "student": {k: info[k] for k in ("elements", "r_max_A", "channels", "L", "hidden_irreps",

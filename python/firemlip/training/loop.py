@@ -59,6 +59,7 @@ class FinetuneOptions:
     clip_grad: float | None = 10.0
     lr_factor: float = 0.8
     scheduler_patience: int = 5
+    lr_schedule: str = "plateau"         # plateau (ReduceLROnPlateau) | cosine (lr → lr/100 over all epochs)
     patience: int = 30                   # early stopping: epochs without a better validation loss
     stage_two_start: float | None = None  # fraction of the epochs after which stage two starts, e.g. 0.75
     stage_two_energy_weight: float = 1000.0
@@ -98,6 +99,8 @@ class FinetuneOptions:
             raise FiremlipError(f"finetune: e0s must be foundation or average, got {self.e0s!r}")
         if self.stage_two_start is not None and not 0 < self.stage_two_start < 1:
             raise FiremlipError(f"finetune: stage_two_start is a fraction in (0, 1), got {self.stage_two_start}")
+        if self.lr_schedule not in ("plateau", "cosine"):
+            raise FiremlipError(f"finetune: lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
         if self.ema_decay is not None and not 0 < self.ema_decay < 1:
             raise FiremlipError(f"finetune: ema_decay must be in (0, 1), got {self.ema_decay}")
         if not 0 < self.valid_fraction < 1:
@@ -383,10 +386,15 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
             break
         stage = 2 if stage_two_epoch is not None and epoch >= stage_two_epoch else 1
         if stage == 2 and state["stage"] == 1:
-            for g in opt.param_groups:
-                g["lr"] = opts.stage_two_lr if opts.stage_two_lr else opts.lr / 10
+            if opts.lr_schedule == "plateau":  # cosine keeps its own decay; stage two only reweights energies
+                for g in opt.param_groups:
+                    g["lr"] = opts.stage_two_lr if opts.stage_two_lr else opts.lr / 10
             state["stage"] = 2
             state["bad_epochs"] = 0
+        if opts.lr_schedule == "cosine":
+            lr_min = opts.lr / 100
+            for g in opt.param_groups:
+                g["lr"] = lr_min + 0.5 * (opts.lr - lr_min) * (1 + math.cos(math.pi * epoch / max(opts.epochs, 1)))
         e_w = opts.stage_two_energy_weight if stage == 2 else opts.energy_weight
         t0 = time.perf_counter()
         idx = draw_replay(len(replay_g), n_replay, seed, epoch)
@@ -420,7 +428,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
                 state["best_epoch"] = epoch
                 state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         epoch_wall = time.perf_counter() - t0
-        if stage == 1:
+        if stage == 1 and opts.lr_schedule == "plateau":
             sched.step(val["loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
         row = {"epoch": epoch, "stage": stage, "lr": float(opt.param_groups[0]["lr"]), "n_task": len(train_g),

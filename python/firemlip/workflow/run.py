@@ -174,13 +174,17 @@ def _finetune_opts(st: Any) -> dict[str, Any]:
     return {"batch_size": st.batch_size, "lr": st.lr, "dtype": st.dtype, **st.options}
 
 
-def _prefit_inputs(ctx: Context) -> dict[str, Path]:
-    inp = {"foundation": ctx.output("foundation", "foundation.model"),
-           "train": ctx.output("label", "labelled.extxyz")}
+def _training_inputs(ctx: Context, **data: Path) -> dict[str, Path]:
+    """Inputs of a training stage: the foundation, the given data files (train, valid …) and the replay file."""
+    inp = {"foundation": ctx.output("foundation", "foundation.model"), **data}
     rp = _replay_file(ctx)
     if rp is not None:
         inp["replay"] = rp
     return inp
+
+
+def _prefit_inputs(ctx: Context) -> dict[str, Path]:
+    return _training_inputs(ctx, train=ctx.output("label", "labelled.extxyz"))
 
 
 def _prefit_body(ctx: Context, rec: StageRecord) -> None:
@@ -279,13 +283,8 @@ def _label_selected_body(ctx: Context, rec: StageRecord) -> None:
 
 
 def _finetune_inputs(ctx: Context) -> dict[str, Path]:
-    inp = {"foundation": ctx.output("foundation", "foundation.model"),
-           "train": ctx.output("label_selected", "train.extxyz"),
-           "valid": ctx.output("label_selected", "valid.extxyz")}
-    rp = _replay_file(ctx)
-    if rp is not None:
-        inp["replay"] = rp
-    return inp
+    return _training_inputs(ctx, train=ctx.output("label_selected", "train.extxyz"),
+                            valid=ctx.output("label_selected", "valid.extxyz"))
 
 
 def _finetune_body(ctx: Context, rec: StageRecord) -> None:
