@@ -143,6 +143,11 @@ def test_scratch_and_mace_multihead(setup, tmp_path):
     expect = [lr / 100 + 0.5 * (lr - lr / 100) * (1 + np.cos(np.pi * k / 3)) for k in range(3)]
     np.testing.assert_allclose([float(r["lr"]) for r in rows], expect, rtol=1e-9)
     assert [r["stage"] for r in rows] == ["1", "1", "2"]
+    # a wall-clock deadline stops training between epochs and still saves the best model
+    dp = finetune("scratch", setup.foundation, setup.task_train, setup.task_valid, tmp_path / "d", epochs=5,
+                  deadline_unix_s=time.time() + 0.5, **FAST)
+    man = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    assert man["summary"]["stopped_at_deadline"] == man["summary"]["epochs_run"] < 5 and dp.exists()
     a, b = load_model(sp), load_model(setup.foundation)
     assert model_info(a)["parameters"] == model_info(b)["parameters"]
     w_a = next(p for n, p in a.named_parameters() if "weight" in n)

@@ -14,7 +14,9 @@ Steps (all resumable: labels are cached per frame, MD runs and training are chec
 2. Around each *plausible* prototype (per-atom energy above the teacher's convex hull of all prototypes at most
    ``plausible_max_eV_atom``) and around the user's structures: volumes scanned about the equilibrium, supercells
    rattled (σ up to ``rattle_max_A``, default 0.2 Å) and strained (±``max_strain``, default 5 %), vacancies,
-   surface slabs, and short teacher MD (Langevin) snapshots at several temperatures. A minimum-distance filter
+   surface slabs, and short teacher MD (Langevin) snapshots at several temperatures. Volume-scan frames join the
+   set only for plausible prototypes and within ``scan_keep_within`` of the equilibrium scale; the others served
+   only to locate the minimum. A minimum-distance filter
    (``min_dist_factor`` × sum of covalent radii) removes unphysical frames before any teacher call; frames
    with teacher forces above ``max_force_eV_A`` or per-atom energies more than ``max_energy_window_eV_atom``
    above the lowest of their composition are dropped after labelling (counted in the report).
@@ -23,7 +25,10 @@ Steps (all resumable: labels are cached per frame, MD runs and training are chec
    (:mod:`firemlip.teachers`), kept alive for the whole run.
 4. **Student**: :func:`firemlip.models.build_mace` of ``size`` (tiny | small | medium) with E0s fitted by least
    squares, average neighbour count, force-RMS scale and mean-residual shift from the training frames, trained
-   with the fine-tuning engine's ``scratch`` strategy for as many epochs as the time budget allows.
+   with the fine-tuning engine's ``scratch`` strategy for as many epochs as the time budget allows (a probe of
+   ``probe_epochs`` measures the epoch time). The learning rate follows a cosine from ``lr`` to ``lr``/100 over the
+   planned epochs; after ``stage_two_start`` of them the per-atom energy weight rises to
+   ``stage_two_energy_weight`` (MACE's two-stage recipe), because energies per atom are learned later than forces.
 5. **Outputs** in ``DIR``: ``foundation.model``, ``pretrain.extxyz`` (every labelled frame, with
    ``distill_split`` = train | valid | test), ``report.json`` + ``parity.png`` (student vs teacher on the held-out
    10 %), ``manifest.json`` (records ``pretrain.extxyz`` as this foundation's pretraining/replay data); working
@@ -470,11 +475,22 @@ def derived_frames(proto: Prototype, scale: float, settings: DistillSettings, r_
     millers = [(1, 0, 0), (1, 1, 0), (1, 1, 1)]
     for k in range(settings.n_slab):
         miller = millers[int(rng.integers(len(millers)))] if k == 0 else millers[k % 3]
+        layers = int(min(6, max(3, math.ceil(8 / len(eq)))))  # at least 3 layers: a 2-atom "slab" is a molecule
         try:
-            slab = surface(eq, miller, layers=2, vacuum=max(settings.slab_vacuum_A, r_max / 2 + 1), periodic=True)
+            slab = surface(eq, miller, layers=layers, vacuum=max(settings.slab_vacuum_A, r_max / 2 + 1),
+                           periodic=True)
         except Exception:  # some cells have no sensible slab for this plane
             continue
-        if len(slab) > 2 * settings.max_atoms or len(slab) < 2:
+        reps = [1, 1]
+        while True:  # widen in-plane (shorter direction first) while the slab stays within max_atoms
+            ax = int(np.argmin([slab.cell.lengths()[k] * reps[k] for k in range(2)]))
+            trial = list(reps)
+            trial[ax] += 1
+            if len(slab) * trial[0] * trial[1] > settings.max_atoms:
+                break
+            reps = trial
+        slab = slab.repeat((reps[0], reps[1], 1))
+        if len(slab) > 2 * settings.max_atoms or len(slab) < 4:
             continue
         out.append(_tag(_rattled(slab, rng, 0.03), "slab", proto.name, miller="".join(map(str, miller))))
     return out
@@ -864,16 +880,17 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
                 tp = time.time()
                 finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
                          epochs=probe, resume=prior == "resume", **common)
-                per_epoch = (time.time() - tp) / probe
+                per_epoch = 1.05 * (time.time() - tp) / probe  # 5 % margin: later epochs run a little slower
                 reserve = max(15.0, 0.03 * settings.budget_minutes * 60)
                 left = settings.budget_minutes * 60 - (time.time() - t_start) - reserve
                 total = int(min(settings.max_epochs, probe + max(0, math.floor(left / max(per_epoch, 1e-3)))))
                 plan = {"epochs": total, "how": "budget", "probe_epoch_s": per_epoch, "seconds_left": left}
                 write_json(plan_path, plan)
                 say(f"{per_epoch:.1f} s per epoch; training {total} epochs in the budget")
-                if total > probe:
+                if total > probe:  # the deadline is a backstop should epochs slow down
                     finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                             epochs=total, resume=True, **common)
+                             epochs=total, resume=True,
+                             deadline_unix_s=t_start + settings.budget_minutes * 60 - reserve, **common)
         timings["train_s"] = time.time() - t0
 
         # ---- 6. evaluation on the held-out frames, outputs

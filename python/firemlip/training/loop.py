@@ -73,6 +73,7 @@ class FinetuneOptions:
     progress: bool = True
     mace_args: tuple[str, ...] = ()      # extra arguments for mace_run_train (mace-multihead)
     zbl: bool = False                    # add mace's ZBL pair repulsion (firemlip.audit.zbl.add_zbl)
+    deadline_unix_s: float | None = None  # wall-clock time (time.time(), s) by which training must stop
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> FinetuneOptions:
@@ -381,8 +382,16 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
     start = state["epoch"] + 1
     bar = tqdm(range(start, opts.epochs), desc=f"finetune {strategy}", disable=not opts.progress or state["done"],
                file=sys.stderr, initial=start, total=opts.epochs)
+    last_wall = 0.0
     for epoch in bar:
         if state["done"]:
+            break
+        if opts.deadline_unix_s is not None and last_wall > 0 and \
+                time.time() + 1.1 * last_wall > opts.deadline_unix_s:
+            state["done"] = True
+            state["stopped_at_deadline"] = epoch
+            print(f"firemlip finetune: stopping before epoch {epoch}: the time budget ends before another epoch "
+                  f"({last_wall:.1f} s) would", file=sys.stderr)
             break
         stage = 2 if stage_two_epoch is not None and epoch >= stage_two_epoch else 1
         if stage == 2 and state["stage"] == 1:
@@ -428,6 +437,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
                 state["best_epoch"] = epoch
                 state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         epoch_wall = time.perf_counter() - t0
+        last_wall = epoch_wall
         if stage == 1 and opts.lr_schedule == "plateau":
             sched.step(val["loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
@@ -469,6 +479,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
             "best_valid_loss": state["best_loss"], "epoch_time_s_mean": float(np.mean(times)) if times else None,
             "epoch_wall_s_mean": float(np.mean(walls)) if walls else None,
             "replay_per_epoch": n_replay, "e0s": e0_info, "stress_in_loss": with_stress,
+            "stopped_at_deadline": state.get("stopped_at_deadline"),
             "train_elements": elements_of(data.train)}
 
 
