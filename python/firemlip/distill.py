@@ -152,8 +152,16 @@ class DistillSettings:
             raise FiremlipError(f"distill: dtype must be float32 or float64, got {self.dtype!r}")
         if self.scan_frames_of not in ("plausible", "all"):
             raise FiremlipError(f"distill: scan_frames_of must be plausible or all, got {self.scan_frames_of!r}")
-        if self.stage_two_start is not None and not 0 < self.stage_two_start < 1:
-            raise FiremlipError(f"distill: stage_two_start is a fraction in (0, 1), got {self.stage_two_start}")
+        from firemlip.training.loop import FinetuneOptions
+
+        FinetuneOptions.from_kwargs(**self.student_options())  # before any teacher call, not after an hour
+
+    def student_options(self) -> dict[str, Any]:
+        """The fine-tuning engine's options (``scratch`` strategy) for training the student."""
+        return dict(batch_size=self.batch_size, lr=self.lr, energy_weight=self.energy_weight,
+                    forces_weight=self.forces_weight, stress_weight=self.stress_weight, dtype=self.dtype,
+                    patience=self.patience, stage_two_start=self.stage_two_start, lr_schedule=self.lr_schedule,
+                    stage_two_energy_weight=self.stage_two_energy_weight, e0s="foundation", progress=self.progress)
 
 
 def parse_elements(text: str | Sequence[str]) -> list[str]:
@@ -226,12 +234,12 @@ def min_distance_ok(atoms: Atoms, factor: float) -> bool:
     return bool(np.all(d >= factor * (r[i] + r[j])))
 
 
-def supercell(atoms: Atoms, max_atoms: int) -> Atoms:
-    """Repeat ``atoms`` along its shortest axes while the total stays ≤ ``max_atoms`` (close to isotropic)."""
+def supercell(atoms: Atoms, max_atoms: int, axes: Sequence[int] = (0, 1, 2)) -> Atoms:
+    """Repeat ``atoms`` along its shortest ``axes`` while the total stays ≤ ``max_atoms`` (close to isotropic)."""
     reps = [1, 1, 1]
     lengths = atoms.cell.lengths()
     while True:
-        for ax in np.argsort([lengths[k] * reps[k] for k in range(3)]):
+        for ax in sorted(axes, key=lambda k: lengths[k] * reps[k]):
             trial = list(reps)
             trial[ax] += 1
             if len(atoms) * int(np.prod(trial)) <= max_atoms:
@@ -481,15 +489,7 @@ def derived_frames(proto: Prototype, scale: float, settings: DistillSettings, r_
                            periodic=True)
         except Exception:  # some cells have no sensible slab for this plane
             continue
-        reps = [1, 1]
-        while True:  # widen in-plane (shorter direction first) while the slab stays within max_atoms
-            ax = int(np.argmin([slab.cell.lengths()[k] * reps[k] for k in range(2)]))
-            trial = list(reps)
-            trial[ax] += 1
-            if len(slab) * trial[0] * trial[1] > settings.max_atoms:
-                break
-            reps = trial
-        slab = slab.repeat((reps[0], reps[1], 1))
+        slab = supercell(slab, settings.max_atoms, axes=(0, 1))  # widened in-plane only
         if len(slab) > 2 * settings.max_atoms or len(slab) < 4:
             continue
         out.append(_tag(_rattled(slab, rng, 0.03), "slab", proto.name, miller="".join(map(str, miller))))
@@ -815,7 +815,7 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         failed = scan_fail + der_fail
         if failed:
             write_frames(work / "failed.extxyz", failed)
-        names = {p.name for p in plausible} | {p.name for p in user}
+        names = {p.name for p in plausible}
         scan_keep = scan_lab if settings.scan_frames_of == "all" else \
             [a for a in scan_lab if a.info.get("prototype") in names
              and abs(float(a.info["scale"]) / eq[a.info["prototype"]][0] - 1) <= settings.scan_keep_within]
@@ -844,12 +844,7 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         train_sha = _sha_of(work / "train.extxyz") or ""
         prior = _prior_training(train_dir, train_sha)
         plan_path = work / "train_plan.json"
-        common = dict(device=settings.device, seed=settings.seed, batch_size=settings.batch_size, lr=settings.lr,
-                      energy_weight=settings.energy_weight, forces_weight=settings.forces_weight,
-                      stress_weight=settings.stress_weight, dtype=settings.dtype, patience=settings.patience,
-                      stage_two_start=settings.stage_two_start, lr_schedule=settings.lr_schedule,
-                      stage_two_energy_weight=settings.stage_two_energy_weight,
-                      e0s="foundation", progress=settings.progress)
+        common = dict(device=settings.device, seed=settings.seed, **settings.student_options())
         if prior == "fresh":
             if train_dir.exists():
                 shutil.rmtree(train_dir)
