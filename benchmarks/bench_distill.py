@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay-energy-weight", type=float, default=0.0,
                     help="replay energy weight; 0 (default) = force-only replay, because the teacher's and the "
                          "task's DFT energies have different zeros")
-    ap.add_argument("--e0s", default="average", choices=("foundation", "average"),
+    ap.add_argument("--e0s", default="average", choices=("foundation", "average", "estimated"),
                     help="E0s for both fine-tunings (default: refit on the task frames)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's own)")

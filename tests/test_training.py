@@ -127,6 +127,27 @@ def test_pseudo_label_replay_and_options(setup, tmp_path):
     assert model_info(load_model(mp, dtype=None))["dtype"] == "float32"
 
 
+def test_estimated_e0s_carry_the_task_offset_from_the_foundation(setup, tmp_path):
+    """e0s=estimated moves E0 by the task labeller's offset from the foundation's own predictions (per atom)."""
+    from firemlip.foundation import load_model, model_elements
+    from firemlip.training import finetune
+    from firemlip.training.data import predict
+
+    found = load_model(setup.foundation)
+    task = read_frames(setup.task_train)
+    pred = predict(found, task, compute_stress=False)
+    for a, e in zip(task, pred.energy, strict=True):  # a labeller whose zero sits 0.37 eV/atom above
+        a.info["REF_energy"] = float(e) + 0.37 * len(a)
+    write_frames(tmp_path / "shifted.extxyz", task)
+    e0_old = dict(zip(model_elements(found), found.atomic_energies_fn.atomic_energies.detach().numpy().ravel(),
+                      strict=True))
+    finetune("fire", setup.foundation, tmp_path / "shifted.extxyz", None, tmp_path / "est", epochs=1,
+             e0s="estimated", replay=setup.pretrain, **FAST)
+    e0 = json.loads((tmp_path / "est" / "manifest.json").read_text())["summary"]["e0s"]
+    assert e0["Cu"] == pytest.approx(e0_old["Cu"] + 0.37, abs=1e-6)  # the task is Cu only
+    assert e0["Al"] == pytest.approx(e0_old["Al"], abs=1e-9)
+
+
 def test_scratch_and_mace_multihead(setup, tmp_path):
     """scratch re-initialises the foundation's architecture; mace-multihead runs mace_run_train offline."""
     import torch

@@ -46,14 +46,14 @@ import shutil
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 
-from firemlip.errors import FiremlipError
+from firemlip.errors import FiremlipError, reject_unknown_fields
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
@@ -80,15 +80,15 @@ class DistillSettings:
     ternaries: bool = True
     n_alloys: int = 4                     # random substitutional alloys over the whole element set
     plausible_max_eV_atom: float = 0.3    # prototypes further above the teacher's hull get no derived frames
-    n_rattle: int = 10                    # rattled (+ slightly strained) supercells per plausible prototype
+    n_rattle: int = 6                     # rattled (+ slightly strained) supercells per plausible prototype
     rattle_max_A: float = 0.2
-    n_strain: int = 3
+    n_strain: int = 2
     max_strain: float = 0.05
-    n_vacancy: int = 2
-    n_slab: int = 2
+    n_vacancy: int = 1
+    n_slab: int = 1
     slab_vacuum_A: float = 6.0
     n_user_copies: int = 4                # rattled/strained copies per user structure (besides volumes)
-    md_structures: int = 14               # equilibrium supercells (user structures first) run with teacher MD
+    md_structures: int = 8                # equilibrium supercells (user structures first) run with teacher MD
     md_temperatures: tuple[float, ...] = (300.0, 800.0, 1500.0)
     md_steps: int = 60
     md_interval: int = 10
@@ -121,10 +121,7 @@ class DistillSettings:
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> DistillSettings:
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(kw) - known)
-        if bad:
-            raise FiremlipError(f"distill: unknown option(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
+        reject_unknown_fields(cls, kw, "distill")
         s = cls(**kw)
         s.validate()
         return s

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from typing import Any
 
 
 class FiremlipError(Exception):
@@ -28,3 +30,13 @@ def require_file(path: str | os.PathLike[str], what: str = "input file") -> None
         raise InputFileError(f"{p}: {what} not found")
     if os.path.isdir(p):
         raise InputFileError(f"{p}: expected a file ({what}), got a directory")
+
+
+def reject_unknown_fields(cls: type, kw: Mapping[str, Any], where: str, noun: str = "option") -> None:
+    """Raise a one-line :class:`FiremlipError` naming the keys of ``kw`` that are not fields of dataclass ``cls``."""
+    from dataclasses import fields
+
+    known = {f.name for f in fields(cls)}
+    bad = sorted(set(kw) - known)
+    if bad:
+        raise FiremlipError(f"{where}: unknown {noun}(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")

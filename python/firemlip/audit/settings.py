@@ -6,10 +6,10 @@ Units: distances in Å, energies in eV, forces in eV/Å, temperatures in K, time
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
-from firemlip.errors import FiremlipError
+from firemlip.errors import FiremlipError, reject_unknown_fields
 
 
 @dataclass
@@ -76,10 +76,7 @@ class AuditSettings:
     @classmethod
     def from_kwargs(cls, **kw: Any) -> AuditSettings:
         """Settings from keyword arguments (unknown names and out-of-range values raise one-line errors)."""
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(kw) - known)
-        if bad:
-            raise FiremlipError(f"audit: unknown setting(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
+        reject_unknown_fields(cls, kw, "audit", noun="setting")
         for k in ("compression_range", "insert_factor_range", "md_temperatures_K"):
             if k in kw and kw[k] is not None:
                 try:

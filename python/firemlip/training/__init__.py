@@ -91,7 +91,9 @@ def register_cli(subparsers) -> None:
     p.add_argument("--patience", type=positive_int, help="early stopping patience in epochs (default 30)")
     p.add_argument("--valid-fraction", type=float)
     p.add_argument("--dtype", choices=("float64", "float32"))
-    p.add_argument("--e0s", choices=("foundation", "average"), help="E0s from the foundation (default) or fitted")
+    p.add_argument("--e0s", choices=("foundation", "average", "estimated"),
+                   help="E0s from the foundation (default), least squares on the task (average), or the task's "
+                        "offset from the foundation's predictions (estimated; scratch: as average)")
     p.add_argument("--head", help="foundation head to fine-tune (default: the model's default head)")
     p.add_argument("--name", help="output model stem (default: the strategy)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

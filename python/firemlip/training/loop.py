@@ -20,17 +20,18 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from firemlip.errors import FiremlipError
+from firemlip.errors import FiremlipError, reject_unknown_fields
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 STRATEGIES = ("fire", "vanilla", "scratch", "mace-multihead")
+E0S_CHOICES = ("foundation", "average", "estimated")
 LOG_FIELDS = ("epoch", "stage", "lr", "n_task", "n_replay", "train_loss", "valid_loss", "valid_rmse_e_meV_atom",
               "valid_rmse_f_meV_A", "replay_rmse_e_meV_atom", "replay_rmse_f_meV_A", "epoch_time_s", "epoch_wall_s",
               "best")
@@ -65,7 +66,7 @@ class FinetuneOptions:
     stage_two_energy_weight: float = 1000.0
     stage_two_lr: float | None = None    # default lr / 10
     dtype: str = "float64"
-    e0s: str = "foundation"              # foundation | average (least squares on the task's training frames)
+    e0s: str = "foundation"              # foundation | average | estimated (see refit_e0s)
     head: str | None = None
     valid_fraction: float = 0.1          # used when no validation file is given
     monitor_size: int = 32               # replay frames kept aside to log forgetting every epoch
@@ -77,10 +78,7 @@ class FinetuneOptions:
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> FinetuneOptions:
-        known = {f.name for f in fields(cls)}
-        bad = sorted(set(kw) - known)
-        if bad:
-            raise FiremlipError(f"finetune: unknown option(s) {', '.join(bad)} (known: {', '.join(sorted(known))})")
+        reject_unknown_fields(cls, kw, "finetune")
         opts = cls(**kw)
         opts.validate()
         return opts
@@ -96,8 +94,8 @@ class FinetuneOptions:
                 raise FiremlipError(f"finetune: {name.replace('_', ' ')} must be a non-negative number, got {v}")
         if self.dtype not in ("float64", "float32"):
             raise FiremlipError(f"finetune: dtype must be float64 or float32, got {self.dtype!r}")
-        if self.e0s not in ("foundation", "average"):
-            raise FiremlipError(f"finetune: e0s must be foundation or average, got {self.e0s!r}")
+        if self.e0s not in E0S_CHOICES:
+            raise FiremlipError(f"finetune: e0s must be one of {', '.join(E0S_CHOICES)}, got {self.e0s!r}")
         if self.stage_two_start is not None and not 0 < self.stage_two_start < 1:
             raise FiremlipError(f"finetune: stage_two_start is a fraction in (0, 1), got {self.stage_two_start}")
         if self.lr_schedule not in ("plateau", "cosine"):
@@ -179,15 +177,22 @@ def _composition_system(frames: Sequence, idx: dict[str, int]) -> tuple[np.ndarr
     return A, y
 
 
-def refit_e0s(frames: Sequence, elements: Sequence[str], old: dict[str, float]) -> dict[str, float]:
+def refit_e0s(frames: Sequence, elements: Sequence[str], old: dict[str, float],
+              predicted_eV: Sequence[float] | None = None) -> dict[str, float]:
     """E0s (eV) moved from ``old`` by the smallest per-element change that fits the frames' mean energy offset.
 
-    Least squares on the residual ``REF_energy - sum(old E0)``, minimum-norm, so a task set of one composition
-    (rank-deficient for separate E0s) shifts every element in proportion instead of arbitrarily.
+    Least squares on the residual ``REF_energy - sum(old E0)`` (``average``) or, given the foundation's predicted
+    total energies ``predicted_eV`` of the same frames, on ``REF_energy - predicted`` (``estimated``: the offset
+    between the task's labeller and the foundation, as mace-torch's ``E0s="estimated"``). Minimum-norm, so a task
+    set of one composition (rank-deficient for separate E0s) shifts every element in proportion instead of
+    arbitrarily.
     """
     idx = {el: i for i, el in enumerate(elements)}
     A, y = _composition_system(frames, idx)
-    y = y - A @ np.array([old.get(el, 0.0) for el in elements])
+    if predicted_eV is not None:
+        y = y - np.asarray(predicted_eV, dtype=float)
+    else:
+        y = y - A @ np.array([old.get(el, 0.0) for el in elements])
     delta = np.linalg.lstsq(A, y, rcond=None)[0]
     present = A.sum(axis=0) > 0
     return {el: float(old.get(el, 0.0) + (delta[i] if present[i] else 0.0)) for el, i in idx.items()}
@@ -313,17 +318,24 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
         from firemlip.audit.zbl import add_zbl
 
         add_zbl(model)
-    model = model.to(tdtype)
+    model = model.to(tdtype).to(device)
     e0_info: dict[str, float] | str = "foundation"
-    if opts.e0s == "average":
+    if opts.e0s in ("average", "estimated"):
         els = model_elements(model)
         old = model.atomic_energies_fn.atomic_energies.detach().cpu().double().numpy()
         old = old[head_index] if old.ndim == 2 else old
-        e0_info = refit_e0s(data.train, els, {el: float(old[j]) for j, el in enumerate(els)})
+        predicted = None
+        if opts.e0s == "estimated" and strategy != "scratch":  # a fresh network predicts nothing to compare with
+            from firemlip.training.data import predict
+
+            predicted = predict(model, data.train, device=device, head=head, compute_stress=False).energy
+        e0_info = refit_e0s(data.train, els, {el: float(old[j]) for j, el in enumerate(els)}, predicted)
         set_e0s(model, e0_info, head_index)
         if data.replay:
             # the replay labels use the foundation's energy zero: move them onto the task's (per element,
-            # E0_new - E0_old eV per atom), so replay constrains shapes, not the reference (forces unchanged)
+            # E0_new - E0_old eV per atom), so replay constrains shapes, not the reference (forces unchanged).
+            # Exact for `estimated`; for `average` the shift also carries the foundation's mean interaction
+            # energy on the task frames, so there replay energies are consistent only if force-only.
             shift = {el: float(e0_info[el]) - float(old[j]) for j, el in enumerate(els) if el in e0_info}
             data.replay = [_shift_energy(a, shift) for a in data.replay]
             data.monitor = [_shift_energy(a, shift) for a in data.monitor]
