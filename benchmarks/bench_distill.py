@@ -148,28 +148,26 @@ def main(argv: list[str] | None = None) -> int:
     write_frames(out / "finetune" / "valid.extxyz", valid)
     ft_common = dict(epochs=ft_epochs, device=args.device, seed=args.seed, e0s=args.e0s, stress_weight=0.0,
                      lr=args.ft_lr, progress=not smoke)
-    rows = {}
+    rows, paths = {}, {"foundation (zero-shot)": foundation}
     for strategy in ("fire", "scratch"):
         kw = dict(ft_common)
         if strategy == "fire":
             kw.update(replay=pretrain, replay_filter=args.replay_filter, replay_weight=args.replay_weight,
                       replay_energy_weight=args.replay_energy_weight)
         t1 = time.time()
-        path = finetune(strategy, foundation, out / "finetune" / "train.extxyz", out / "finetune" / "valid.extxyz",
-                        out / "finetune" / strategy, **kw)
-        rows[strategy] = {**evaluate(path, test, args.device), "wall_time_s": round(time.time() - t1, 1)}
+        paths[strategy] = finetune(strategy, foundation, out / "finetune" / "train.extxyz",
+                                   out / "finetune" / "valid.extxyz", out / "finetune" / strategy, **kw)
+        rows[strategy] = {**evaluate(paths[strategy], test, args.device), "wall_time_s": round(time.time() - t1, 1)}
     rows["foundation (zero-shot)"] = evaluate(foundation, test, args.device)
     # forgetting: forces on the held-out distillation frames of the task's elements (teacher labels; energies are
     # left out, their zero differs from the task's DFT)
     from firemlip.io import read_frames
 
-    task_els = {"Li"}
+    task_els = {s for a in task for s in a.get_chemical_symbols()}
     old = [a for a in read_frames(pretrain) if a.info.get("distill_split") == "test"
            and set(a.get_chemical_symbols()) <= task_els]
     if old:
-        for name, path in (("fire", out / "finetune" / "fire" / "fire.model"),
-                           ("scratch", out / "finetune" / "scratch" / "scratch.model"),
-                           ("foundation (zero-shot)", foundation)):
+        for name, path in paths.items():
             rows[name]["replay_heldout_forces_rmse_meV_A"] = evaluate(path, old, args.device)["forces_rmse_meV_A"]
 
     h = rep["heldout"]

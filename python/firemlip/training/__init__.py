@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from firemlip.training.api import finetune, prepare, strategies
-from firemlip.training.loop import STRATEGIES, FinetuneOptions
+from firemlip.training.loop import E0S_CHOICES, STRATEGIES, FinetuneOptions
 
 __all__ = ["finetune", "prepare", "strategies", "STRATEGIES", "FinetuneOptions", "register_cli"]
 
@@ -91,7 +91,7 @@ def register_cli(subparsers) -> None:
     p.add_argument("--patience", type=positive_int, help="early stopping patience in epochs (default 30)")
     p.add_argument("--valid-fraction", type=float)
     p.add_argument("--dtype", choices=("float64", "float32"))
-    p.add_argument("--e0s", choices=("foundation", "average", "estimated"),
+    p.add_argument("--e0s", choices=E0S_CHOICES,
                    help="E0s from the foundation (default), least squares on the task (average), or the task's "
                         "offset from the foundation's predictions (estimated; scratch: as average)")
     p.add_argument("--head", help="foundation head to fine-tune (default: the model's default head)")

@@ -324,19 +324,20 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
         els = model_elements(model)
         old = model.atomic_energies_fn.atomic_energies.detach().cpu().double().numpy()
         old = old[head_index] if old.ndim == 2 else old
+        old_e0 = {el: float(old[j]) for j, el in enumerate(els)}
         predicted = None
         if opts.e0s == "estimated" and strategy != "scratch":  # a fresh network predicts nothing to compare with
             from firemlip.training.data import predict
 
             predicted = predict(model, data.train, device=device, head=head, compute_stress=False).energy
-        e0_info = refit_e0s(data.train, els, {el: float(old[j]) for j, el in enumerate(els)}, predicted)
+        e0_info = refit_e0s(data.train, els, old_e0, predicted)
         set_e0s(model, e0_info, head_index)
         if data.replay:
             # the replay labels use the foundation's energy zero: move them onto the task's (per element,
             # E0_new - E0_old eV per atom), so replay constrains shapes, not the reference (forces unchanged).
             # Exact for `estimated`; for `average` the shift also carries the foundation's mean interaction
             # energy on the task frames, so there replay energies are consistent only if force-only.
-            shift = {el: float(e0_info[el]) - float(old[j]) for j, el in enumerate(els) if el in e0_info}
+            shift = {el: float(e0_info[el]) - old_e0[el] for el in els if el in e0_info}
             data.replay = [_shift_energy(a, shift) for a in data.replay]
             data.monitor = [_shift_energy(a, shift) for a in data.monitor]
     model = model.to(device)
