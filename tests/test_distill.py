@@ -16,6 +16,7 @@ from firemlip.cli import main
 from firemlip.distill import (
     DistillSettings,
     Prototype,
+    _epoch_cost,
     derived_frames,
     distill_foundation,
     distill_from_config,
@@ -108,11 +109,21 @@ def test_distill_cli_worker_teacher_budget_and_user_structures(tmp_path, capsys)
     assert rep["teacher"] == teacher and rep["teacher_versions"]["ase"]
     assert rep["n_user_structures"] == 1
     assert rep["training"]["plan"]["how"] == "budget" and 1 <= rep["training"]["plan"]["epochs"] <= 3
+    assert rep["training"]["plan"]["probe_epoch_s"] > 0 and rep["training"]["plan"]["setup_s"] >= 0
     pre = read_frames(out / "pretrain.extxyz")
     assert any(a.info["config_type"] == "user" for a in pre)
     md = [a for a in pre if a.info["config_type"] == "md"]
     assert md and all(a.info["temperature_K"] == 500.0 for a in md)
     assert list((out / "work" / "label-cache").glob("teacher-*.log"))  # the worker's stderr is kept
+
+
+def test_epoch_cost_takes_the_last_probe_epoch_and_books_setup_apart(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("epoch,epoch_time_s,epoch_wall_s\n0,30.0,40.0\n1,28.0,32.0\n")
+    per_epoch, setup = _epoch_cost(log, 2, 90.0)
+    assert per_epoch == pytest.approx(1.03 * 32.0)  # not (90 s / 2): the first epoch warms up, setup is apart
+    assert setup == pytest.approx(90.0 - 72.0)
+    assert _epoch_cost(tmp_path / "missing.csv", 2, 90.0) == (pytest.approx(1.05 * 45.0), 0.0)
 
 
 def test_distill_input_errors(tmp_path, capsys):
