@@ -26,6 +26,7 @@ from firemlip.distill import (
     min_distance_ok,
     parse_elements,
     supercell,
+    unbound_prototypes,
 )
 from firemlip.errors import FiremlipError
 from firemlip.io import file_sha256, read_frames, write_frames
@@ -187,6 +188,24 @@ def test_energy_above_hull_marks_structures_that_only_beat_poor_elemental_refere
     assert eh["AB-bad"] == pytest.approx(1.5)
     # AB2 = 1/3 A + 2/3 B: hull from AB-good (2/3) + B (1/3) = -2.667; -2.2 is 0.467 above it
     assert eh["AB2"] == pytest.approx(-2.2 - (2 / 3 * -3.5 + 1 / 3 * -1.0), abs=1e-9)
+
+
+def test_dimer_references_make_bulk_forms_of_molecular_elements_implausible():
+    protos = make_prototypes(["Li", "Cl"], DistillSettings(ternaries=False, n_alloys=0))
+    mol = {p.name: p for p in protos if p.kind == "molecule"}
+    assert set(mol) == {"Li2-molecule", "Cl2-molecule"}
+    cl2 = mol["Cl2-molecule"].atoms
+    assert cl2.get_distance(0, 1) == pytest.approx(2 * 1.02, abs=0.01) and cl2.cell[0, 0] > 11.5
+    # teacher-like energies (eV/atom): bulk Cl sits far above the Cl2 molecule, LiCl far below both references
+    eq = {"Li-bcc": (1.0, -1.9), "Li2-molecule": (1.0, -0.8), "Cl-bcc": (1.0, -0.9), "Cl2-molecule": (1.0, -1.8),
+          "LiCl-rocksalt": (1.0, -3.4)}
+    eh = energies_above_hull([p for p in protos if p.name in eq], eq)
+    assert eh["Cl-bcc"] == pytest.approx(0.9) and eh["LiCl-rocksalt"] == pytest.approx(0.0)
+    assert not DistillSettings(molecule_references=False).molecule_references
+    # a cell whose energy is lowest at the largest scan factor keeps expanding: no equilibrium to rattle about
+    unbound = unbound_prototypes({"a": (1.22, -1.0), "b": (1.1834, -2.0)}, DistillSettings())
+    assert unbound == {"a"}
+    assert not [p for p in make_prototypes(["Cl"], DistillSettings(molecule_references=False)) if p.kind == "molecule"]
 
 
 KILLER = '''

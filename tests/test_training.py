@@ -108,6 +108,17 @@ def test_replay_draw_is_fresh_each_epoch():
         replay_count(5, -1.0)
 
 
+def test_schedule_follows_wall_time_towards_a_deadline():
+    from firemlip.training.loop import schedule_progress
+
+    assert schedule_progress(5, 10, None, 123.0, None) == 0.5  # no deadline: by epochs
+    # epochs slower than planned: half the time gone at epoch 2 of 10 → the schedule is half way, not a fifth
+    assert schedule_progress(2, 10, 1000.0, 1050.0, 1100.0) == pytest.approx(0.5)
+    # epochs faster than planned: the epoch count leads
+    assert schedule_progress(8, 10, 1000.0, 1010.0, 1100.0) == pytest.approx(0.8)
+    assert schedule_progress(3, 10, 1000.0, 2000.0, 1100.0) == 1.0
+
+
 def test_pseudo_label_replay_and_options(setup, tmp_path):
     """fire without a replay file builds pseudo-label replay (foundation labels); float32 + stage two work."""
     from firemlip.foundation import load_model, model_info

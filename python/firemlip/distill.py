@@ -10,7 +10,11 @@ Steps (all resumable: labels are cached per frame, MD runs and training are chec
 1. **Prototypes** for the elements and their binaries/ternaries (bcc, fcc, hcp, sc, diamond; rocksalt, CsCl,
    zincblende, fluorite and antifluorite; cubic perovskites; random substitutional alloys), each first scaled so
    that its nearest-neighbour distance matches tabulated radii, then **scanned** in volume with the teacher to
-   find the teacher's equilibrium (a parabola through the lowest points).
+   find the teacher's equilibrium (a parabola through the lowest points); a prototype whose energy still falls at
+   the largest scan factor is *unbound* (``drop_unbound``) and gets no derived frames. Each element's X2 dimer in vacuum is
+   scanned too (``molecule_references``): it only serves as a reference on the hull, so that bulk forms of
+   molecular elements (Cl, S, P, …) and their compounds with each other, far above the molecule, count as
+   implausible instead of spending the student's capacity on rattled bulk chlorine.
 2. Around each *plausible* prototype (per-atom energy above the teacher's convex hull of all prototypes at most
    ``plausible_max_eV_atom``) and around the user's structures: volumes scanned about the equilibrium, supercells
    rattled (σ up to ``rattle_max_A``, default 0.2 Å) and strained (±``max_strain``, default 5 %), vacancies,
@@ -80,6 +84,8 @@ class DistillSettings:
     ternaries: bool = True
     n_alloys: int = 4                     # random substitutional alloys over the whole element set
     plausible_max_eV_atom: float = 0.3    # prototypes further above the teacher's hull get no derived frames
+    molecule_references: bool = True      # X2 dimers (in vacuum) join the hull as references, never the training set
+    drop_unbound: bool = True             # prototypes still falling in energy at the largest scan factor get no frames
     n_rattle: int = 10                    # rattled (+ slightly strained) supercells per plausible prototype
     rattle_max_A: float = 0.2
     n_strain: int = 3
@@ -274,7 +280,10 @@ def _tag(atoms: Atoms, config_type: str, proto: str, **extra: Any) -> Atoms:
 # ============================================================================================== prototypes
 @dataclass
 class Prototype:
-    """A starting structure: name, kind (element | binary | ternary | alloy | user) and atoms (Å)."""
+    """A starting structure: name, kind (element | binary | ternary | alloy | user | molecule) and atoms (Å).
+
+    ``molecule`` prototypes (X2 dimers in a box) are hull references only: no derived frames, no MD.
+    """
 
     name: str
     kind: str
@@ -285,6 +294,11 @@ def _perovskite(a_el: str, b_el: str, x_el: str) -> Atoms:
     return Atoms([a_el, b_el, x_el, x_el, x_el],
                  scaled_positions=[(0, 0, 0), (.5, .5, .5), (.5, .5, 0), (.5, 0, .5), (0, .5, .5)],
                  cell=np.eye(3), pbc=True)
+
+
+#: Vacuum (Å) around a dimer reference; at the smallest scan factor (0.86) the images stay > 8 Å apart, beyond the
+#: built-in teachers' per-layer cut-offs (5-6 Å).
+MOLECULE_VACUUM_A = 10.0
 
 
 def make_prototypes(elements: Sequence[str], settings: DistillSettings) -> list[Prototype]:
@@ -302,6 +316,15 @@ def make_prototypes(elements: Sequence[str], settings: DistillSettings) -> list[
         at.pbc = True
         protos.append(Prototype(name, kind, _scale_to_radii(at)))
 
+    if settings.molecule_references:
+        from ase.data import covalent_radii
+
+        for el in elements:
+            bond = 2 * float(covalent_radii[atomic_numbers[el]])
+            box = bond + MOLECULE_VACUUM_A
+            protos.append(Prototype(f"{el}2-molecule", "molecule",
+                                    Atoms([el, el], positions=[(0, 0, 0), (bond, 0, 0)], cell=np.eye(3) * box,
+                                          pbc=True)))
     for el in elements:
         for cs in ("bcc", "fcc", "hcp", "sc", "diamond"):
             kw: dict[str, Any] = {"a": 1.0}
@@ -400,6 +423,16 @@ def equilibrium_scales(protos: Sequence[Prototype], labelled: Sequence[Atoms]) -
                     s_best, e_best = float(s_fit), float(np.polyval(c, s_fit))
         out[p.name] = (round(s_best, 4), e_best)
     return out
+
+
+def unbound_prototypes(eq: Mapping[str, tuple[float, float]], settings: DistillSettings) -> set[str]:
+    """Prototypes whose teacher energy is lowest at the largest scan factor: no minimum within ``scan_range``.
+
+    Such a cell keeps lowering its energy as it expands (a molecular solid coming apart into molecules or layers),
+    so it has no equilibrium volume to rattle, strain or run MD about.
+    """
+    top = round(float(settings.scan_range[1]), 4)
+    return {name for name, (scale, _) in eq.items() if scale >= top - 1e-9}
 
 
 def formation_energies(protos: Sequence[Prototype], eq: Mapping[str, tuple[float, float]]) -> dict[str, float]:
@@ -773,7 +806,9 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         eq = equilibrium_scales(protos, scan_lab)
         ef = formation_energies(protos, eq)
         ehull = energies_above_hull(protos, eq)
-        plausible = [p for p in protos if ehull.get(p.name, math.inf) <= settings.plausible_max_eV_atom]
+        unbound = unbound_prototypes(eq, settings) if settings.drop_unbound else set()
+        plausible = [p for p in protos if p.kind != "molecule" and p.name not in unbound
+                     and ehull.get(p.name, math.inf) <= settings.plausible_max_eV_atom]
         timings["scan_s"] = time.time() - t0
 
         # ---- 2. derived frames (generated deterministically from the seed) and their labels
@@ -833,7 +868,9 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         if failed:
             write_frames(work / "failed.extxyz", failed)
         names = {p.name for p in plausible}
-        scan_keep = scan_lab if settings.scan_frames_of == "all" else \
+        molecules = {p.name for p in protos if p.kind == "molecule"}  # references only, never training frames
+        scan_keep = [a for a in scan_lab if a.info.get("prototype") not in molecules] \
+            if settings.scan_frames_of == "all" else \
             [a for a in scan_lab if a.info.get("prototype") in names
              and abs(float(a.info["scale"]) / eq[a.info["prototype"]][0] - 1) <= settings.scan_keep_within]
         allf, dropped = _filter_labelled(scan_keep + der_lab + md_frames, settings)
@@ -937,7 +974,8 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
             "prototypes": {p.name: {"kind": p.kind, "scale": eq.get(p.name, (None,))[0],
                                     "energy_eV_atom": eq.get(p.name, (None, None))[1],
                                     "formation_eV_atom": ef.get(p.name), "above_hull_eV_atom": ehull.get(p.name),
-                                    "plausible": p in plausible}
+                                    "plausible": p in plausible, "unbound": p.name in unbound,
+                                    "reference_only": p.kind == "molecule"}
                            for p in protos},
             "training": {"plan": plan, "summary": ft.get("summary", {}), "log": "work/train/log.csv"},
             "student": {k: info[k] for k in ("elements", "r_max_A", "channels", "L", "hidden_irreps",

@@ -120,6 +120,20 @@ class Prepared:
 
 # --------------------------------------------------------------------------------------------- helpers
 
+def schedule_progress(epoch: int, epochs: int, t0_unix_s: float | None, now_unix_s: float,
+                      deadline_unix_s: float | None) -> float:
+    """Fraction (0–1) of a run done when ``epoch`` starts: ``epoch / epochs``, or — with a deadline — the fraction of
+    the wall time from ``t0_unix_s`` to ``deadline_unix_s`` (s) already spent, whichever is larger.
+
+    The cosine learning rate and the start of stage two follow it, so a budgeted run whose epochs turn out slower
+    than its probe measured still anneals fully and reaches stage two before the deadline stops it.
+    """
+    p = epoch / max(epochs, 1)
+    if deadline_unix_s is not None and t0_unix_s is not None and deadline_unix_s > t0_unix_s:
+        p = max(p, (now_unix_s - t0_unix_s) / (deadline_unix_s - t0_unix_s))
+    return float(min(max(p, 0.0), 1.0))
+
+
 def _loss_terms(batch, out, energy_w: float, forces_w: float, stress_w: float, with_stress: bool):
     """mace's weighted MSE terms (per-atom energy, forces, stress) combined with the given weights."""
     from mace.modules.loss import (
@@ -364,7 +378,6 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=opts.lr_factor,
                                                        patience=opts.scheduler_patience)
     ema = ExponentialMovingAverage(model.parameters(), decay=opts.ema_decay) if opts.ema_decay else None
-    stage_two_epoch = int(math.ceil(opts.stage_two_start * opts.epochs)) if opts.stage_two_start else None
 
     ckpt_path = out_dir / "checkpoints" / "last.pt"
     state: dict[str, Any] = {"epoch": -1, "history": [], "best_loss": float("inf"), "best_epoch": -1,
@@ -393,6 +406,8 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
         print(f"firemlip finetune: no checkpoint in {ckpt_path.parent}; starting from epoch 0", file=sys.stderr)
 
     start = state["epoch"] + 1
+    if opts.deadline_unix_s is not None:  # the schedule runs on wall time from here to the deadline (see progress)
+        state["schedule_t0"] = time.time()
     bar = tqdm(range(start, opts.epochs), desc=f"finetune {strategy}", disable=not opts.progress or state["done"],
                file=sys.stderr, initial=start, total=opts.epochs)
     last_wall = 0.0
@@ -406,7 +421,8 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
             print(f"firemlip finetune: stopping before epoch {epoch}: the time budget ends before another epoch "
                   f"({last_wall:.1f} s) would", file=sys.stderr)
             break
-        stage = 2 if stage_two_epoch is not None and epoch >= stage_two_epoch else 1
+        p = schedule_progress(epoch, opts.epochs, state.get("schedule_t0"), time.time(), opts.deadline_unix_s)
+        stage = 2 if state["stage"] == 2 or (opts.stage_two_start and p >= opts.stage_two_start) else 1
         if stage == 2 and state["stage"] == 1:
             if opts.lr_schedule == "plateau":  # cosine keeps its own decay; stage two only reweights energies
                 for g in opt.param_groups:
@@ -416,7 +432,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
         if opts.lr_schedule == "cosine":
             lr_min = opts.lr / 100
             for g in opt.param_groups:
-                g["lr"] = lr_min + 0.5 * (opts.lr - lr_min) * (1 + math.cos(math.pi * epoch / max(opts.epochs, 1)))
+                g["lr"] = lr_min + 0.5 * (opts.lr - lr_min) * (1 + math.cos(math.pi * p))
         e_w = opts.stage_two_energy_weight if stage == 2 else opts.energy_weight
         t0 = time.perf_counter()
         idx = draw_replay(len(replay_g), n_replay, seed, epoch)
@@ -463,7 +479,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
                "best": int(improved)}
         state["history"].append(row)
         state["epoch"] = epoch
-        stop = state["bad_epochs"] >= opts.patience and (stage_two_epoch is None or stage == 2)
+        stop = state["bad_epochs"] >= opts.patience and (not opts.stage_two_start or stage == 2)
         state["stopped_early"] = stop
         state["done"] = stop or epoch == opts.epochs - 1
         _save_atomic({"strategy": strategy, "model": model.state_dict(), "optimizer": opt.state_dict(),
