@@ -32,9 +32,9 @@ class MaceShape:
 
 PRESETS: dict[str, MaceShape] = {
     "tiny": MaceShape(channels=8, max_L=1, max_ell=2, radial_mlp=(16, 16)),
-    # MACE-MP-0 small's 128x0e, but spherical harmonics to l=2: l=3 costs ~55 % more per frame on CPU, and at
-    # equal wall time this shape beat 64x0e with l=3 by ~28 % in force RMSE when distilling Li-P-S-Cl
-    # (a 16- against a 12-epoch run on the same 773 frames, 2 cores: see benchmarks/bench_distill.py)
+    # MACE-MP-0 small's 128x0e, but spherical harmonics to l=2: on 2 CPU cores an epoch costs the same as with the
+    # former 64x0e/l=3 (35.5 vs 35.8 s on 773 Li-P-S-Cl frames), and distilling SevenNet-0 it reached 205 meV/Å
+    # after 391 s where 64x0e/l=3 ended at 286 meV/Å after 433 s (benchmarks/bench_student_shapes.py for costs)
     "small": MaceShape(channels=128, max_L=0, max_ell=2, correlation=3, r_max=5.0, num_bessel=8,
                        radial_mlp=(64, 64, 64)),
     "medium": MaceShape(channels=128, max_L=1, max_ell=3, correlation=3, r_max=5.0, num_bessel=8,
