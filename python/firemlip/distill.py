@@ -117,7 +117,7 @@ class DistillSettings:
     energy_weight: float = 10.0           # stage one: per-atom energy MSE (eV²) weight
     forces_weight: float = 10.0
     stress_weight: float = 1.0
-    stage_two_start: float | None = 0.7   # fraction of the epochs after which energies weigh more, lr / 10
+    stage_two_start: float | None = 0.5   # fraction of the epochs after which energies weigh more, lr / 10
     stage_two_energy_weight: float = 100.0
     dtype: str = "float32"
     patience: int = 40
@@ -807,7 +807,8 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         ef = formation_energies(protos, eq)
         ehull = energies_above_hull(protos, eq)
         unbound = unbound_prototypes(eq, settings) if settings.drop_unbound else set()
-        plausible = [p for p in protos if p.kind != "molecule" and p.name not in unbound
+        molecules = {p.name for p in protos if p.kind == "molecule"}  # references only, never training frames
+        plausible = [p for p in protos if p.name not in molecules and p.name not in unbound
                      and ehull.get(p.name, math.inf) <= settings.plausible_max_eV_atom]
         timings["scan_s"] = time.time() - t0
 
@@ -868,7 +869,6 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         if failed:
             write_frames(work / "failed.extxyz", failed)
         names = {p.name for p in plausible}
-        molecules = {p.name for p in protos if p.kind == "molecule"}  # references only, never training frames
         scan_keep = [a for a in scan_lab if a.info.get("prototype") not in molecules] \
             if settings.scan_frames_of == "all" else \
             [a for a in scan_lab if a.info.get("prototype") in names

@@ -406,8 +406,8 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
         print(f"firemlip finetune: no checkpoint in {ckpt_path.parent}; starting from epoch 0", file=sys.stderr)
 
     start = state["epoch"] + 1
-    if opts.deadline_unix_s is not None:  # the schedule runs on wall time from here to the deadline (see progress)
-        state["schedule_t0"] = time.time()
+    # with a deadline the schedule runs on wall time from here to the deadline (see schedule_progress)
+    schedule_t0 = time.time() if opts.deadline_unix_s is not None else None
     bar = tqdm(range(start, opts.epochs), desc=f"finetune {strategy}", disable=not opts.progress or state["done"],
                file=sys.stderr, initial=start, total=opts.epochs)
     last_wall = 0.0
@@ -421,7 +421,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
             print(f"firemlip finetune: stopping before epoch {epoch}: the time budget ends before another epoch "
                   f"({last_wall:.1f} s) would", file=sys.stderr)
             break
-        p = schedule_progress(epoch, opts.epochs, state.get("schedule_t0"), time.time(), opts.deadline_unix_s)
+        p = schedule_progress(epoch, opts.epochs, schedule_t0, time.time(), opts.deadline_unix_s)
         stage = 2 if state["stage"] == 2 or (opts.stage_two_start and p >= opts.stage_two_start) else 1
         if stage == 2 and state["stage"] == 1:
             if opts.lr_schedule == "plateau":  # cosine keeps its own decay; stage two only reweights energies
