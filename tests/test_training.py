@@ -175,6 +175,16 @@ def test_scratch_and_mace_multihead(setup, tmp_path):
     expect = [lr / 100 + 0.5 * (lr - lr / 100) * (1 + np.cos(np.pi * k / 3)) for k in range(3)]
     np.testing.assert_allclose([float(r["lr"]) for r in rows], expect, rtol=1e-9)
     assert [r["stage"] for r in rows] == ["1", "1", "2"]
+    # a 2-epoch probe of a 4-epoch plan follows the plan's schedule (no stage two at its own half-way point);
+    # resumed to the plan, it reaches stage two at the plan's half
+    finetune("scratch", setup.foundation, setup.task_train, setup.task_valid, tmp_path / "p", epochs=2,
+             schedule_epochs=4, lr_schedule="cosine", stage_two_start=0.5, **FAST)
+    finetune("scratch", setup.foundation, setup.task_train, setup.task_valid, tmp_path / "p", epochs=4,
+             resume=True, lr_schedule="cosine", stage_two_start=0.5, **FAST)
+    rows = list(csv.DictReader(open(tmp_path / "p" / "log.csv")))
+    assert [r["stage"] for r in rows] == ["1", "1", "2", "2"]
+    expect = [lr / 100 + 0.5 * (lr - lr / 100) * (1 + np.cos(np.pi * k / 4)) for k in range(4)]
+    np.testing.assert_allclose([float(r["lr"]) for r in rows], expect, rtol=1e-9)
     # a wall-clock deadline stops training between epochs and still saves the best model
     dp = finetune("scratch", setup.foundation, setup.task_train, setup.task_valid, tmp_path / "d", epochs=5,
                   deadline_unix_s=time.time() + 0.5, **FAST)

@@ -75,6 +75,8 @@ class FinetuneOptions:
     mace_args: tuple[str, ...] = ()      # extra arguments for mace_run_train (mace-multihead)
     zbl: bool = False                    # add mace's ZBL pair repulsion (firemlip.audit.zbl.add_zbl)
     deadline_unix_s: float | None = None  # wall-clock time (time.time(), s) by which training must stop
+    schedule_epochs: int | None = None   # epochs the cosine lr and stage two are planned over (default: epochs);
+    #                                      a short probe of a longer run passes the longer run's length
 
     @classmethod
     def from_kwargs(cls, **kw: Any) -> FinetuneOptions:
@@ -96,6 +98,8 @@ class FinetuneOptions:
             raise FiremlipError(f"finetune: dtype must be float64 or float32, got {self.dtype!r}")
         if self.e0s not in E0S_CHOICES:
             raise FiremlipError(f"finetune: e0s must be one of {', '.join(E0S_CHOICES)}, got {self.e0s!r}")
+        if self.schedule_epochs is not None and self.schedule_epochs < 1:
+            raise FiremlipError(f"finetune: schedule_epochs must be a positive integer, got {self.schedule_epochs}")
         if self.stage_two_start is not None and not 0 < self.stage_two_start < 1:
             raise FiremlipError(f"finetune: stage_two_start is a fraction in (0, 1), got {self.stage_two_start}")
         if self.lr_schedule not in ("plateau", "cosine"):
@@ -421,7 +425,8 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
             print(f"firemlip finetune: stopping before epoch {epoch}: the time budget ends before another epoch "
                   f"({last_wall:.1f} s) would", file=sys.stderr)
             break
-        p = schedule_progress(epoch, opts.epochs, schedule_t0, time.time(), opts.deadline_unix_s)
+        p = schedule_progress(epoch, opts.schedule_epochs or opts.epochs, schedule_t0, time.time(),
+                              opts.deadline_unix_s)
         stage = 2 if state["stage"] == 2 or (opts.stage_two_start and p >= opts.stage_two_start) else 1
         if stage == 2 and state["stage"] == 1:
             if opts.lr_schedule == "plateau":  # cosine keeps its own decay; stage two only reweights energies
