@@ -184,7 +184,7 @@ def test_scratch_and_mace_multihead(setup, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "p" / "log.csv")))
     assert [r["stage"] for r in rows] == ["1", "1", "2", "2"]
     expect = [lr / 100 + 0.5 * (lr - lr / 100) * (1 + np.cos(np.pi * k / 4)) for k in range(4)]
-    np.testing.assert_allclose([float(r["lr"]) for r in rows], expect, rtol=1e-9)
+    np.testing.assert_allclose([float(r["lr"]) for r in rows], expect, rtol=1e-5)  # log.csv keeps 6 digits
     # a wall-clock deadline stops training between epochs and still saves the best model
     dp = finetune("scratch", setup.foundation, setup.task_train, setup.task_valid, tmp_path / "d", epochs=5,
                   deadline_unix_s=time.time() + 0.5, **FAST)
