@@ -58,17 +58,18 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         changes[key] = tuple(int(v) for v in val.split(",")) if key == "radial_mlp" else type(
             getattr(models.PRESETS["small"], key))(val)
-    models.PRESETS["small"] = dataclasses.replace(models.PRESETS["small"], **changes)
+    shape = dataclasses.replace(models.PRESETS["small"], **changes)
     protos = set(args.prototypes.split(","))
-    frames = [a for a in read_frames(args.pretrain, what="distillation set")
+    pretrain = read_frames(args.pretrain, what="distillation set")
+    frames = [a for a in pretrain
               if a.info.get("prototype") in protos and a.info.get("config_type") in ("volume", "scan")]
     if not frames:
         print(f"bench_student_fit_ev: no volume/scan frames of {sorted(protos)} in {args.pretrain}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     write_frames(args.out / "frames.extxyz", frames)
-    elements = sorted({s for a in read_frames(args.pretrain) for s in a.get_chemical_symbols()})
-    models.save_model(build_student(elements, frames, "small", 0, "float32"), args.out / "init.model")
+    elements = sorted({s for a in pretrain for s in a.get_chemical_symbols()})
+    models.save_model(build_student(elements, frames, shape, 0, "float32"), args.out / "init.model")
     t0 = time.time()
     path = finetune("scratch", args.out / "init.model", args.out / "frames.extxyz", args.out / "frames.extxyz",
                     args.out / "train", epochs=args.epochs, lr=5e-3, batch_size=4, energy_weight=100.0,
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     err = np.array([(e - a.info["REF_energy"]) / len(a) for a, e in zip(frames, pred.energy, strict=True)]) * 1e3
     rows = sorted(({"prototype": a.info["prototype"], "scale": float(a.info["scale"]), "error_meV_atom": float(d)}
                    for a, d in zip(frames, err, strict=True)), key=lambda r: (r["prototype"], r["scale"]))
-    res = {"shape": dataclasses.asdict(models.PRESETS["small"]), "changes": changes, "n_frames": len(frames),
+    res = {"shape": dataclasses.asdict(shape), "changes": changes, "n_frames": len(frames),
            "epochs": args.epochs, "stress_weight": args.stress_weight, "train_wall_s": round(wall, 1),
            "parameters": sum(p.numel() for p in model.parameters()),
            "energy_rmse_meV_atom": float(np.sqrt(np.mean(err ** 2))), "energy_max_meV_atom": float(np.abs(err).max()),

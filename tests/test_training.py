@@ -172,8 +172,11 @@ def test_scratch_and_mace_multihead(setup, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "s" / "log.csv")))
     # cosine from lr to lr/100 over the epochs; stage two (energy reweighting) keeps the cosine's lr
     lr = FAST["lr"]
-    expect = [lr / 100 + 0.5 * (lr - lr / 100) * (1 + np.cos(np.pi * k / 3)) for k in range(3)]
-    np.testing.assert_allclose([float(r["lr"]) for r in rows], expect, rtol=1e-9)
+
+    def cosine(n: int) -> list[float]:  # lr at the start of each of n planned epochs
+        return [lr / 100 + 0.5 * (lr - lr / 100) * (1 + np.cos(np.pi * k / n)) for k in range(n)]
+
+    np.testing.assert_allclose([float(r["lr"]) for r in rows], cosine(3), rtol=1e-9)
     assert [r["stage"] for r in rows] == ["1", "1", "2"]
     # a 2-epoch probe of a 4-epoch plan follows the plan's schedule (no stage two at its own half-way point);
     # resumed to the plan, it reaches stage two at the plan's half
@@ -183,8 +186,7 @@ def test_scratch_and_mace_multihead(setup, tmp_path):
              resume=True, lr_schedule="cosine", stage_two_start=0.5, **FAST)
     rows = list(csv.DictReader(open(tmp_path / "p" / "log.csv")))
     assert [r["stage"] for r in rows] == ["1", "1", "2", "2"]
-    expect = [lr / 100 + 0.5 * (lr - lr / 100) * (1 + np.cos(np.pi * k / 4)) for k in range(4)]
-    np.testing.assert_allclose([float(r["lr"]) for r in rows], expect, rtol=1e-5)  # log.csv keeps 6 digits
+    np.testing.assert_allclose([float(r["lr"]) for r in rows], cosine(4), rtol=1e-5)  # log.csv keeps 6 digits
     # a wall-clock deadline stops training between epochs and still saves the best model
     dp = finetune("scratch", setup.foundation, setup.task_train, setup.task_valid, tmp_path / "d", epochs=5,
                   deadline_unix_s=time.time() + 0.5, **FAST)

@@ -54,12 +54,15 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from ase import Atoms
 
 from firemlip.errors import FiremlipError, reject_unknown_fields
+
+if TYPE_CHECKING:
+    from firemlip.models import MaceShape
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
@@ -636,8 +639,9 @@ def _epoch_cost(log_csv: Path, probe: int, probe_wall_s: float) -> tuple[float, 
     return per_epoch, max(0.0, probe_wall_s - sum(walls))
 
 
-def build_student(elements: Sequence[str], train: Sequence[Atoms], size: str, seed: int, dtype: str):
-    """A fresh MACE student: E0s by least squares, avg. neighbours, force-RMS scale, mean-residual shift."""
+def build_student(elements: Sequence[str], train: Sequence[Atoms], size: str | MaceShape, seed: int, dtype: str):
+    """A fresh MACE student of preset ``size`` (or an explicit shape): E0s by least squares, avg. neighbours,
+    force-RMS scale, mean-residual shift."""
     from firemlip.models import PRESETS, build_mace
     from firemlip.training.loop import least_squares_e0s
 
@@ -646,7 +650,7 @@ def build_student(elements: Sequence[str], train: Sequence[Atoms], size: str, se
              for a in train]
     forces = np.concatenate([a.arrays["REF_forces"].ravel() for a in train])
     scale = float(np.sqrt(np.mean(forces ** 2))) if forces.size else 1.0
-    shape = PRESETS[size]
+    shape = PRESETS[size] if isinstance(size, str) else size
     return build_mace(elements, shape, atomic_energies=e0, avg_num_neighbors=_avg_neighbors(train, shape.r_max),
                       scale=scale if scale > 1e-6 else 1.0, shift=float(np.mean(resid)), seed=seed, dtype=dtype)
 

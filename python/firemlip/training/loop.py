@@ -60,7 +60,7 @@ class FinetuneOptions:
     clip_grad: float | None = 10.0
     lr_factor: float = 0.8
     scheduler_patience: int = 5
-    lr_schedule: str = "plateau"         # plateau (ReduceLROnPlateau) | cosine (lr → lr/100 over all epochs)
+    lr_schedule: str = "plateau"         # plateau (ReduceLROnPlateau) | cosine (lr → lr/100 over the planned epochs)
     patience: int = 30                   # early stopping: epochs without a better validation loss
     stage_two_start: float | None = None  # fraction of the epochs after which stage two starts, e.g. 0.75
     stage_two_energy_weight: float = 1000.0
