@@ -87,11 +87,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replay-filter", default="subset", choices=("none", "overlap", "subset"),
                     help="replay frames: subset = only the task's elements (default), overlap = sharing one")
     ap.add_argument("--replay-weight", type=float, default=0.1, help="weight of the replay frames' loss (0.1)")
-    ap.add_argument("--replay-energy-weight", type=float, default=0.0,
-                    help="replay energy weight; 0 (default) = force-only replay, because the teacher's and the "
-                         "task's DFT energies have different zeros")
-    ap.add_argument("--e0s", default="average", choices=("foundation", "average", "estimated"),
-                    help="E0s for both fine-tunings (default: refit on the task frames)")
+    ap.add_argument("--replay-energy-weight", type=float, default=1.0,
+                    help="replay energy weight (default 1); with --e0s estimated the replay energies are moved "
+                         "exactly onto the task's energy zero, 0 = force-only replay")
+    ap.add_argument("--e0s", default="estimated", choices=("foundation", "average", "estimated"),
+                    help="E0s for both fine-tunings (default estimated: the offset between the student's "
+                         "predictions and the task's DFT energies; scratch falls back to the task's average)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default torch's own)")
     ap.add_argument("--seed", type=int, default=0)
