@@ -1,7 +1,7 @@
 """Head-to-head: the distilled ``small`` student with another cut-off, on the frames of a finished distillation run.
 
 Copies the teacher's label cache and MD snapshots of a ``bench_distill.py`` run (so the generated frames and their
-train/valid/held-out split are identical), replaces ``r_max`` (Å) of the ``small`` preset and distils again with a
+train/valid/held-out split are identical), sets the ``small`` student's ``r_max`` (Å) by ``student_shape`` and distils again with a
 budget that leaves the same training time as the base run had (its ``train_s`` plus the time the cached stages
 take). Prints and writes the held-out and validation errors (meV/atom, meV/Å) of both students.
 
@@ -13,7 +13,6 @@ Run (about an hour on 2 cores)::
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -41,7 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     base = json.loads(base_report.read_text())
     import torch
 
-    from firemlip import models
     from firemlip.distill import distill_foundation
 
     torch.set_num_threads(args.threads)
@@ -50,9 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     for sub in ("label-cache", "md"):
         if not (work / sub).exists():
             shutil.copytree(args.base / "work" / sub, work / sub)
-    models.PRESETS["small"] = dataclasses.replace(models.PRESETS["small"], r_max=float(args.r_max))
     budget = base["timings_s"]["train_s"] / 60 + args.cached_minutes
     rep = distill_foundation(base["teacher"], base["elements"], args.out, [], size="small", budget_minutes=budget,
+                             student_shape={"r_max": float(args.r_max)},
                              seed=0)
     rows = {f"r_max {base['student']['r_max_A']:g} Å (base)": base, f"r_max {args.r_max:g} Å": rep}
     out = {"base": os.fspath(args.base), "budget_minutes": budget,

@@ -89,6 +89,11 @@ def test_distill_tiny_student_from_emt(tmp_path):
     assert file_sha256(out / "pretrain.extxyz") == sha
     assert file_sha256(out / "foundation.model") == model_sha
     assert rep2["timings_s"]["train_s"] < 5 and time.time() - t1 < time.time() - t0
+    # a different student shape on the same frames is trained afresh, not taken from the finished run
+    rep3 = distill_foundation("emt", "Cu,Al", out, epochs=1, student_shape={"num_bessel": 4}, **TINY)
+    assert rep3["student_shape"]["num_bessel"] == 4 and rep["student_shape"]["num_bessel"] == 6
+    assert file_sha256(out / "pretrain.extxyz") == sha and file_sha256(out / "foundation.model") != model_sha
+    assert rep3["training"]["summary"]["epochs_run"] == 1
 
 
 def test_distill_cli_worker_teacher_budget_and_user_structures(tmp_path, capsys):
@@ -102,13 +107,14 @@ def test_distill_cli_worker_teacher_budget_and_user_structures(tmp_path, capsys)
                "--set", "scan_points=4", "--set", "volume_points=2", "--set", "n_rattle=1", "--set", "n_strain=0",
                "--set", "n_slab=0", "--set", "n_vacancy=0", "--set", "md_structures=1", "--set", "md_steps=4",
                "--set", "md_interval=2", "--set", "n_user_copies=2", "--set", "max_epochs=3",
-               "--set", "probe_epochs=1", "--threads", "1"])
+               "--set", "probe_epochs=1", "--threads", "1", "--shape", "r_max=4.0"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "held-out energy RMSE" in captured.out
     rep = json.loads((out / "report.json").read_text())
     assert rep["teacher"] == teacher and rep["teacher_versions"]["ase"]
     assert rep["n_user_structures"] == 1
+    assert rep["student_shape"]["r_max"] == rep["student"]["r_max_A"] == 4.0
     assert rep["training"]["plan"]["how"] == "budget" and 1 <= rep["training"]["plan"]["epochs"] <= 3
     assert rep["training"]["plan"]["probe_epoch_s"] > 0 and rep["training"]["plan"]["setup_s"] >= 0
     pre = read_frames(out / "pretrain.extxyz")
@@ -140,6 +146,10 @@ def test_distill_input_errors(tmp_path, capsys):
         distill_foundation("emt", "Cu", tmp_path / "o2", structures=[tmp_path / "s.extxyz"], size="tiny")
     with pytest.raises(FiremlipError, match="unknown option"):
         DistillSettings.from_kwargs(no_such=1)
+    with pytest.raises(FiremlipError, match="student_shape: unknown field.*num_besel.*expected some of"):
+        DistillSettings.from_kwargs(student_shape={"num_besel": 16})
+    with pytest.raises(FiremlipError, match="student_shape.r_max must be a positive number"):
+        DistillSettings.from_kwargs(student_shape={"r_max": "far"})
     with pytest.raises(FiremlipError, match="foundation.distill.elements"):
         distill_from_config({"teacher": "emt", "elements": []}, tmp_path / "o3")
 

@@ -76,6 +76,7 @@ class DistillSettings:
     """Parameters of a distillation run (lengths Å, energies eV, temperatures K, times fs / minutes)."""
 
     size: str = "small"                   # student preset: tiny | small | medium (firemlip.models.PRESETS)
+    student_shape: dict[str, Any] = field(default_factory=dict)  # MaceShape fields over the preset, e.g. r_max=6.0
     budget_minutes: float = 60.0          # whole run (labelling + training); training fills what is left
     device: str = "cpu"                   # teacher (built-in / mace) and student device
     seed: int = 0
@@ -142,6 +143,7 @@ class DistillSettings:
             raise FiremlipError(f"distill: --size must be one of {', '.join(SIZES)}, got {self.size!r}")
         if not self.budget_minutes > 0:
             raise FiremlipError(f"distill: --budget-minutes must be positive, got {self.budget_minutes}")
+        self.shape()
         if not (str(self.device) == "cpu" or str(self.device).startswith("cuda")):
             raise FiremlipError(f"distill: --device must be cpu or cuda, got {self.device!r}")
         for name in ("max_atoms", "scan_points", "volume_points", "md_interval", "label_batch", "batch_size",
@@ -163,6 +165,28 @@ class DistillSettings:
         from firemlip.training.loop import FinetuneOptions
 
         FinetuneOptions.from_kwargs(**self.student_options())  # before any teacher call, not after an hour
+
+    def shape(self) -> MaceShape:
+        """The student's architecture: preset ``size`` with ``student_shape`` overrides (r_max in Å)."""
+        import dataclasses
+
+        from firemlip.models import PRESETS
+
+        base = PRESETS[self.size]
+        known = {f.name for f in dataclasses.fields(base)}
+        bad = sorted(set(self.student_shape) - known)
+        if bad:
+            raise FiremlipError(f"distill: student_shape: unknown field(s) {', '.join(bad)}; "
+                                f"expected some of {', '.join(sorted(known))}")
+        over = dict(self.student_shape)
+        if "radial_mlp" in over:
+            over["radial_mlp"] = tuple(int(x) for x in over["radial_mlp"])
+        for k, v in over.items():
+            ref = getattr(base, k)
+            if isinstance(ref, (int, float)) and not isinstance(ref, bool) and \
+                    (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
+                raise FiremlipError(f"distill: student_shape.{k} must be a positive number, got {v!r}")
+        return dataclasses.replace(base, **over)
 
     def student_options(self) -> dict[str, Any]:
         """The fine-tuning engine's options (``scratch`` strategy) for training the student."""
@@ -732,12 +756,16 @@ def _sha_of(path: Path) -> str | None:
     return file_sha256(path) if path.exists() else None
 
 
-def _prior_training(train_dir: Path, train_sha: str) -> str:
-    """``done`` / ``resume`` / ``fresh``: what to do with an existing training directory for this train file."""
+def _prior_training(train_dir: Path, train_sha: str, shape: dict[str, Any]) -> str:
+    """``done`` / ``resume`` / ``fresh``: what to do with an existing training directory for this train file and
+    student shape (recorded in ``student_shape.json`` beside the directory; a run without one is taken as is)."""
     from firemlip.workflow.manifest import read_manifest
 
     m = read_manifest(train_dir)
     if not m or m.get("inputs", {}).get("train", {}).get("sha256") != train_sha:
+        return "fresh"
+    rec = train_dir.parent / "student_shape.json"
+    if rec.exists() and json.loads(rec.read_text()) != json.loads(json.dumps(shape)):
         return "fresh"
     if m.get("status") == "done" and (train_dir / "scratch.model").exists():
         return "done"
@@ -776,7 +804,7 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
     from firemlip.foundation import load_model, model_info
     from firemlip.io import atomic_path, read_frames, write_frames
     from firemlip.labelling import label_frames
-    from firemlip.models import PRESETS, save_model
+    from firemlip.models import save_model
     from firemlip.teachers import get_worker, is_worker_name, shared_workers
     from firemlip.training.api import finetune
     from firemlip.training.data import predict
@@ -792,7 +820,8 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
     work = out / "work"
     cache = work / "label-cache"
     work.mkdir(parents=True, exist_ok=True)
-    r_max = PRESETS[settings.size].r_max
+    shape = settings.shape()
+    r_max = shape.r_max
     timings: dict[str, float] = {}
     params = {**asdict(settings), "teacher": teacher, "teacher_settings": tsettings, "elements": els}
     params.pop("progress", None)
@@ -902,13 +931,14 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         train_dir = work / "train"
         template = work / "student_init.model"
         train_sha = _sha_of(work / "train.extxyz") or ""
-        prior = _prior_training(train_dir, train_sha)
+        prior = _prior_training(train_dir, train_sha, asdict(shape))
         plan_path = work / "train_plan.json"
         common = dict(device=settings.device, seed=settings.seed, **settings.student_options())
         if prior == "fresh":
             if train_dir.exists():
                 shutil.rmtree(train_dir)
-            save_model(build_student(els, train, settings.size, settings.seed, settings.dtype), template)
+            save_model(build_student(els, train, shape, settings.seed, settings.dtype), template)
+            write_json(work / "student_shape.json", asdict(shape))
         if prior == "done":
             plan = json.loads(plan_path.read_text()) if plan_path.exists() else {}
             if settings.epochs is not None and settings.epochs > int(plan.get("epochs", 0)):
@@ -972,7 +1002,7 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
             counts[a.info["config_type"]] = counts.get(a.info["config_type"], 0) + 1
         report = {
             "teacher": teacher, "teacher_settings": tsettings, "teacher_versions": teacher_versions,
-            "elements": els, "size": settings.size, "device": settings.device,
+            "elements": els, "size": settings.size, "student_shape": asdict(shape), "device": settings.device,
             "budget_minutes": settings.budget_minutes,
             "heldout": metrics["test"], "valid": metrics["valid"], "train_subset": metrics["train"],
             "n_frames": {"total": len(allf), "train": len(train), "valid": len(valid), "test": len(test),
@@ -1030,6 +1060,8 @@ def _cmd_distill(args: argparse.Namespace) -> int:
         opts["md_temperatures"] = tuple(args.temperatures)
     if args.teacher_set:
         opts["teacher_settings"] = dict(args.teacher_set)
+    if args.shape:
+        opts["student_shape"] = dict(args.shape)
     if args.quiet:
         opts["progress"] = False
     for k in ("scan_range", "md_temperatures"):
@@ -1070,6 +1102,9 @@ def register_distill(group) -> None:
     p.add_argument("--threads", type=positive_int, help="torch threads for the student (default: torch's own)")
     p.add_argument("--teacher-set", action="append", type=key_value, metavar="KEY=VALUE",
                    help="teacher setting (factory keyword), repeatable, e.g. model=7net-0")
+    p.add_argument("--shape", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="student architecture field over the --size preset, repeatable, e.g. r_max=6.0 "
+                        "num_bessel=16 channels=64 (firemlip.models.MaceShape; r_max in Å)")
     p.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
                    help="any other DistillSettings field, e.g. n_rattle=5 md_steps=50")
     p.add_argument("-o", "--out", required=True, help="output directory")
