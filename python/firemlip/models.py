@@ -35,9 +35,10 @@ PRESETS: dict[str, MaceShape] = {
     # MACE-MP-0 small's 128x0e, but spherical harmonics to l=2: on 2 CPU cores an epoch costs the same as with the
     # former 64x0e/l=3 (35.5 vs 35.8 s on 773 Li-P-S-Cl frames), and distilling SevenNet-0 it reached 205 meV/Å
     # after 391 s where 64x0e/l=3 ended at 286 meV/Å after 433 s (benchmarks/bench_student_shapes.py for costs)
-    # 16 radial Bessel functions, not 8: trained on the 8 volume-scan frames of PS zincblende alone (train = test),
-    # 8 leave 14.4 meV/atom and 16 reach 4.5 (benchmarks/bench_student_fit_ev.py); 1024 more parameters
-    "small": MaceShape(channels=128, max_L=0, max_ell=2, correlation=3, r_max=5.0, num_bessel=16,
+    # 8 radial Bessel functions: 16 fit PS zincblende's 8 volume-scan frames alone better (train = test: 4.5 against
+    # 14.4 meV/atom, benchmarks/bench_student_fit_ev.py), but on the whole 465-frame distillation set they learn
+    # slower (validation after 10 epochs 47 against 30-35 meV/atom; a 60-min run stayed 6-8 meV/atom behind)
+    "small": MaceShape(channels=128, max_L=0, max_ell=2, correlation=3, r_max=5.0, num_bessel=8,
                        radial_mlp=(64, 64, 64)),
     "medium": MaceShape(channels=128, max_L=1, max_ell=3, correlation=3, r_max=5.0, num_bessel=8,
                         radial_mlp=(64, 64, 64)),
