@@ -5,8 +5,9 @@ Reproduces the acceptance numbers of issue 8:
 1. **Distillation** — ``firemlip foundation distill --teacher sevenn --elements Li,P,S,Cl --size small`` with the
    default 60-minute budget: student vs teacher on the held-out 10 % of the distillation frames (energy RMSE,
    target < 10 meV/atom; force RMSE, target < 100 meV/Å) and the wall time (target < 60 min on 2 CPU cores).
-2. **Fine-tuning** — the student as foundation for ``fire`` (replay = its own ``pretrain.extxyz``, frames that share
-   an element with the task) vs ``scratch`` (same architecture, fresh weights) on ``--n-train`` (50) frames drawn
+2. **Fine-tuning** — the student as foundation for ``fire`` (replay = its own ``pretrain.extxyz``, the frames made of
+   the task's elements only, at weight 0.1 with their energies; ``--e0s estimated``) vs ``scratch`` (same
+   architecture, fresh weights) on ``--n-train`` (50) frames drawn
    with a seed from ``li_metal_mlearn/training.extxyz`` (VASP PBE bcc Li); energy (meV/atom) and force (meV/Å)
    RMSE on ``test.extxyz``. Target: fire beats scratch in both.
 
