@@ -2,8 +2,9 @@
 
 Reuses the run's student (``OUT/distill/foundation.model``), its replay data (``pretrain.extxyz``) and the 50
 li_metal_mlearn training / validation frames it drew (``OUT/finetune/{train,valid}.extxyz``). Each variant is a JSON
-object of :func:`firemlip.training.api.finetune` keywords over the bench's defaults (60 epochs, lr 1e-2, no stress;
-fire: Li-only replay at weight 0.1, replay energies on, ``e0s=estimated``); ``"strategy": "scratch"`` trains fresh
+object of :func:`firemlip.training.api.finetune` keywords over a base of 60 epochs, lr 1e-2, no stress, energy weight 1
+(the engine's default; ``bench_distill.py`` now uses 10), ``e0s=estimated``; fire: Li-only replay at weight 0.1,
+replay energies on; ``"strategy": "scratch"`` trains fresh
 weights instead. Reports energy (meV/atom) and force (meV/Å) RMSE on the validation frames (choose by these) and on
 ``test.extxyz`` (report these), and the force RMSE on the teacher's held-out Li frames (forgetting). Results are
 merged into ``OUT/fire_variants.json``.
