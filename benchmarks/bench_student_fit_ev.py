@@ -48,17 +48,18 @@ def main(argv: list[str] | None = None) -> int:
     from firemlip.workflow.manifest import write_json
 
     torch.set_num_threads(args.threads)
+    from firemlip.cli import key_value
+    from firemlip.errors import FiremlipError
+
     changes = {}
-    fields = {f.name: f.type for f in dataclasses.fields(models.MaceShape)}
     for item in args.set:
-        key, _, val = item.partition("=")
-        if key not in fields or not val:
-            print(f"bench_student_fit_ev: --set {item!r}: expected FIELD=VALUE with FIELD one of {', '.join(fields)}",
-                  file=sys.stderr)
-            return 2
-        changes[key] = tuple(int(v) for v in val.split(",")) if key == "radial_mlp" else type(
-            getattr(models.PRESETS["small"], key))(val)
-    shape = dataclasses.replace(models.PRESETS["small"], **changes)
+        key, val = key_value(item) if "=" in item else (item, None)
+        changes[key] = [int(v) for v in str(val).split(",")] if key == "radial_mlp" else val
+    try:
+        shape = models.override_shape(models.PRESETS["small"], changes, "bench_student_fit_ev: --set")
+    except (FiremlipError, ValueError) as exc:
+        print(exc, file=sys.stderr)
+        return 2
     protos = set(args.prototypes.split(","))
     pretrain = read_frames(args.pretrain, what="distillation set")
     frames = [a for a in pretrain

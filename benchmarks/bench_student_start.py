@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import os
 import sys
@@ -58,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from firemlip.distill import DistillSettings, build_student
     from firemlip.io import read_frames
-    from firemlip.models import PRESETS, save_model
+    from firemlip.models import PRESETS, override_shape, save_model
     from firemlip.training.api import finetune
     from firemlip.workflow.manifest import write_json
 
@@ -69,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     curves = {"base run": _curve(work / "train" / "log.csv", args.epochs)}
     for name, v in variants.items():
         v = dict(v)
-        shape = dataclasses.replace(PRESETS[rep.get("size", "small")], **v.pop("shape", {}))
+        shape = override_shape(PRESETS[rep.get("size", "small")], v.pop("shape", {}), f"variant {name}: shape")
         template = args.out / f"{name}.model"
         save_model(build_student(rep["elements"], train, shape, 0, "float32"), template)
         opts = {**DistillSettings().student_options(), **v, "progress": False}

@@ -168,25 +168,9 @@ class DistillSettings:
 
     def shape(self) -> MaceShape:
         """The student's architecture: preset ``size`` with ``student_shape`` overrides (r_max in Å)."""
-        import dataclasses
+        from firemlip.models import PRESETS, override_shape
 
-        from firemlip.models import PRESETS
-
-        base = PRESETS[self.size]
-        known = {f.name for f in dataclasses.fields(base)}
-        bad = sorted(set(self.student_shape) - known)
-        if bad:
-            raise FiremlipError(f"distill: student_shape: unknown field(s) {', '.join(bad)}; "
-                                f"expected some of {', '.join(sorted(known))}")
-        over = dict(self.student_shape)
-        if "radial_mlp" in over:
-            over["radial_mlp"] = tuple(int(x) for x in over["radial_mlp"])
-        for k, v in over.items():
-            ref = getattr(base, k)
-            if isinstance(ref, (int, float)) and not isinstance(ref, bool) and \
-                    (not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0):
-                raise FiremlipError(f"distill: student_shape.{k} must be a positive number, got {v!r}")
-        return dataclasses.replace(base, **over)
+        return override_shape(PRESETS[self.size], self.student_shape, "distill: student_shape")
 
     def student_options(self) -> dict[str, Any]:
         """The fine-tuning engine's options (``scratch`` strategy) for training the student."""

@@ -6,6 +6,7 @@ Models are mace-torch ``ScaleShiftMACE`` modules saved whole with ``torch.save``
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,27 @@ PRESETS: dict[str, MaceShape] = {
     "medium": MaceShape(channels=128, max_L=1, max_ell=3, correlation=3, r_max=5.0, num_bessel=8,
                         radial_mlp=(64, 64, 64)),
 }
+
+
+def override_shape(base: MaceShape, changes: Mapping[str, object], where: str = "shape") -> MaceShape:
+    """``base`` with some fields replaced (r_max in Å); unknown fields or non-positive numbers raise a one-line
+    :class:`~firemlip.errors.FiremlipError` naming ``where``. Numbers take the base field's type."""
+    from firemlip.errors import FiremlipError
+
+    known = {f.name for f in dataclasses.fields(base)}
+    bad = sorted(set(changes) - known)
+    if bad:
+        raise FiremlipError(f"{where}: unknown field(s) {', '.join(bad)}; expected some of {', '.join(sorted(known))}")
+    over = dict(changes)
+    if "radial_mlp" in over:
+        over["radial_mlp"] = tuple(int(x) for x in over["radial_mlp"])  # type: ignore[union-attr]
+    for k, v in over.items():
+        ref = getattr(base, k)
+        if isinstance(ref, (int, float)) and not isinstance(ref, bool):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                raise FiremlipError(f"{where}.{k} must be a positive number, got {v!r}")
+            over[k] = type(ref)(v)
+    return dataclasses.replace(base, **over)
 
 
 def hidden_irreps(shape: MaceShape) -> str:
