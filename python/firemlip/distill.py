@@ -118,7 +118,10 @@ class DistillSettings:
     epochs: int | None = None             # None: as many as the budget allows (at most max_epochs)
     max_epochs: int = 400
     probe_epochs: int = 2
-    batch_size: int = 8
+    # 4, not 8: on the 465-frame Li-P-S-Cl set, epoch 10 of a 146-epoch plan reached 26.8 meV/atom / 134 meV/Å
+    # (validation) against 30.3 / 151 with 8, at about the same epoch time (24 vs 22 s on 2 cores); 2 was no better
+    # per epoch and slower (benchmarks/bench_student_start.py)
+    batch_size: int = 4
     lr: float = 5e-3
     energy_weight: float = 100.0          # per-atom energy MSE (eV²) weight (forces: forces_weight, (eV/Å)²)
     forces_weight: float = 10.0
