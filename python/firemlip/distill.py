@@ -29,9 +29,10 @@ Steps (all resumable: labels are cached per frame, MD runs and training are chec
    (:mod:`firemlip.teachers`), kept alive for the whole run.
 4. **Student**: :func:`firemlip.models.build_mace` of ``size`` (tiny | small | medium) with E0s fitted by least
    squares, average neighbour count, force-RMS scale and mean-residual shift from the training frames, trained
-   with the fine-tuning engine's ``scratch`` strategy for as many epochs as the time budget allows (a probe of
-   ``probe_epochs`` measures the epoch time). The learning rate follows a cosine from ``lr`` to ``lr``/100 over the
-   planned epochs (or, when an epoch runs slower than the probe, over the wall time left). The per-atom energy
+   with the fine-tuning engine's ``scratch`` strategy until the time budget's deadline (at most ``max_epochs``; a
+   probe of ``probe_epochs`` measures the epoch time and plans the run). The learning rate follows a cosine from
+   ``lr`` to ``lr``/100 over the wall time left, so the run anneals fully whether its epochs turn out faster or
+   slower than the probe's. The per-atom energy
    weighs ``energy_weight`` = 100 against forces 10 from the first epoch, because per-atom energies are the harder
    target (the setting of the benchmarked Li-P-S-Cl run, ``benchmarks/bench_distill.py``). MACE's two-stage recipe
    (``stage_two_start``, ``stage_two_energy_weight``) stays available.
@@ -961,10 +962,11 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
                 plan = {"epochs": total, "how": "budget", "probe_epoch_s": per_epoch, "setup_s": overhead,
                         "seconds_left": left}
                 write_json(plan_path, plan)
-                say(f"{per_epoch:.1f} s per epoch; training {total} epochs in the budget")
-                if total > probe:  # the deadline is a backstop should epochs slow down
+                say(f"{per_epoch:.1f} s per epoch: about {total} epochs fit the budget; training until its deadline")
+                if total > probe:  # the plan is an estimate: the deadline ends the run, so epochs that turn out
+                    # faster than the probe's use the rest of the budget too (the cosine follows the wall clock)
                     finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                             epochs=total, resume=True,
+                             epochs=settings.max_epochs, resume=True,
                              deadline_unix_s=t_start + settings.budget_minutes * 60 - reserve, **common)
         timings["train_s"] = time.time() - t0
 
