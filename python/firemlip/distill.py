@@ -698,21 +698,23 @@ def plot_parity(pred, frames: Sequence[Atoms], path: Path, title: str) -> None:
     from firemlip.io import atomic_path
 
     nat = np.array([len(a) for a in frames], float)
-    panels = [("energy (eV/atom)", np.array([a.info["REF_energy"] for a in frames]) / nat, pred.energy / nat),
+    # (axis label, teacher, student, factor and unit of the RMSE in the title)
+    panels = [("energy (eV/atom)", np.array([a.info["REF_energy"] for a in frames]) / nat, pred.energy / nat,
+               1000.0, "meV/atom"),
               ("force components (eV/Å)", np.concatenate([a.arrays["REF_forces"].ravel() for a in frames]),
-               np.concatenate([f.ravel() for f in pred.forces]))]
+               np.concatenate([f.ravel() for f in pred.forces]), 1000.0, "meV/Å")]
     if pred.stress is not None and all("REF_stress" in a.info for a in frames):
         panels.append(("stress (GPa)", np.concatenate([a.info["REF_stress"] for a in frames]) * EV_A3_TO_GPA,
-                       pred.stress.ravel() * EV_A3_TO_GPA))
+                       pred.stress.ravel() * EV_A3_TO_GPA, 1.0, "GPa"))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 4))
-    for ax, (label, x, y) in zip(np.atleast_1d(axes), panels, strict=True):
+    for ax, (label, x, y, factor, unit) in zip(np.atleast_1d(axes), panels, strict=True):
         ax.scatter(x, y, s=6, alpha=0.6)
         lo, hi = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
         ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
         ax.set_xlabel(f"teacher {label}")
         ax.set_ylabel(f"student {label}")
         rmse = float(np.sqrt(np.mean((x - y) ** 2)))
-        ax.set_title(f"RMSE {rmse:.4g}")
+        ax.set_title(f"RMSE {rmse * factor:.3g} {unit}")
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
