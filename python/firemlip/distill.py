@@ -131,7 +131,7 @@ class DistillSettings:
     stage_two_energy_weight: float = 100.0
     dtype: str = "float32"
     patience: int = 40
-    lr_schedule: str = "cosine"           # cosine (lr → lr/100 over the planned epochs) | plateau
+    lr_schedule: str = "cosine"           # cosine (lr → lr/100 over the run: its epochs, or with a budget its wall time) | plateau
     threads: int | None = None            # torch intra-op threads during the run (None: leave torch's setting)
     progress: bool = True
 
