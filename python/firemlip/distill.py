@@ -17,8 +17,10 @@ Steps (all resumable: labels are cached per frame, MD runs and training are chec
    implausible instead of spending the student's capacity on rattled bulk chlorine.
 2. Around each *plausible* prototype (per-atom energy above the teacher's convex hull of all prototypes at most
    ``plausible_max_eV_atom``) and around the user's structures: volumes scanned about the equilibrium, supercells
-   rattled (σ up to ``rattle_max_A``, default 0.2 Å) and strained (±``max_strain``, default 5 %), vacancies,
-   surface slabs, and short teacher MD (Langevin) snapshots at several temperatures. Volume-scan frames join the
+   rattled (σ up to ``rattle_max_A``, default 0.2 Å) and strained (±``max_strain``, default 5 %), and short
+   teacher MD (Langevin) snapshots at several temperatures; vacancies and surface slabs only of the lowest
+   prototype of each composition (``defects_of``), where a vacancy in a compound removes a neutral formula unit
+   of neighbouring atoms (a Schottky defect, ``vacancy_kind``). Volume-scan frames join the
    set only for plausible prototypes and within ``scan_keep_within`` of the equilibrium scale; the others served
    only to locate the minimum. A minimum-distance filter
    (``min_dist_factor`` × sum of covalent radii) removes unphysical frames before any teacher call; frames
@@ -98,7 +100,13 @@ class DistillSettings:
     n_strain: int = 3
     max_strain: float = 0.05
     n_vacancy: int = 2
+    # schottky: in a compound a vacancy removes one reduced formula unit of neighbouring atoms (charge-neutral, the
+    # defect real ionic conductors have); single: one atom (an uncompensated F-centre/hole in an ionic crystal)
+    vacancy_kind: str = "schottky"
     n_slab: int = 2
+    # lowest: vacancies and slabs only of the teacher's lowest prototype of each composition (a metastable
+    # polymorph's surfaces and defects are not what a user's system shows); all: of every plausible prototype
+    defects_of: str = "lowest"
     slab_vacuum_A: float = 6.0
     n_user_copies: int = 4                # rattled/strained copies per user structure (besides volumes)
     md_structures: int = 8                # equilibrium supercells (user structures first) run with teacher MD
@@ -166,6 +174,10 @@ class DistillSettings:
             raise FiremlipError(f"distill: dtype must be float32 or float64, got {self.dtype!r}")
         if self.scan_frames_of not in ("plausible", "all"):
             raise FiremlipError(f"distill: scan_frames_of must be plausible or all, got {self.scan_frames_of!r}")
+        if self.vacancy_kind not in ("schottky", "single"):
+            raise FiremlipError(f"distill: vacancy_kind must be schottky or single, got {self.vacancy_kind!r}")
+        if self.defects_of not in ("lowest", "all"):
+            raise FiremlipError(f"distill: defects_of must be lowest or all, got {self.defects_of!r}")
         from firemlip.training.loop import FinetuneOptions
 
         FinetuneOptions.from_kwargs(**self.student_options())  # before any teacher call, not after an hour
@@ -500,9 +512,49 @@ def energies_above_hull(protos: Sequence[Prototype], eq: Mapping[str, tuple[floa
     return out
 
 
+def formula_unit(atoms: Atoms) -> dict[str, int]:
+    """The reduced formula of a cell as element → count (LiCl → {Li: 1, Cl: 1}, Li6PS5Cl → {Li: 6, ...})."""
+    sym = atoms.get_chemical_symbols()
+    counts = {el: sym.count(el) for el in dict.fromkeys(sym)}
+    g = math.gcd(*counts.values())
+    return {el: n // g for el, n in counts.items()}
+
+
+def schottky_sites(atoms: Atoms, unit: Mapping[str, int], seed_index: int) -> list[int]:
+    """Indices of one formula unit of atoms nearest to ``seed_index`` (itself included): a Schottky defect."""
+    d = atoms.get_distances(seed_index, range(len(atoms)), mic=True)
+    sym = atoms.get_chemical_symbols()
+    need = dict(unit)
+    out = []
+    for i in np.argsort(d, kind="stable"):
+        el = sym[int(i)]
+        if need.get(el, 0) > 0:
+            need[el] -= 1
+            out.append(int(i))
+    return out
+
+
+def composition_key(atoms: Atoms) -> tuple[tuple[str, int], ...]:
+    """Hashable reduced composition (polymorphs share it)."""
+    return tuple(sorted(formula_unit(atoms).items()))
+
+
+def lowest_polymorphs(protos: Sequence[Prototype], ehull: Mapping[str, float]) -> set[str]:
+    """Names of the prototype with the lowest energy above the hull for each reduced composition."""
+    best: dict[tuple[tuple[str, int], ...], tuple[float, str]] = {}
+    for p in protos:
+        key = composition_key(p.atoms)
+        cand = (round(float(ehull.get(p.name, math.inf)), 6), p.name)
+        if key not in best or cand < best[key]:
+            best[key] = cand
+    return {name for _, name in best.values()}
+
+
 def derived_frames(proto: Prototype, scale: float, settings: DistillSettings, r_max: float,
-                   rng: np.random.Generator) -> list[Atoms]:
-    """Volumes about the equilibrium, rattled/strained supercells, vacancies and slabs of one prototype."""
+                   rng: np.random.Generator, defects: bool = True) -> list[Atoms]:
+    """Volumes about the equilibrium, rattled/strained supercells, and (``defects``) vacancies and slabs of one
+    prototype. Vacancies follow ``settings.vacancy_kind``; a Schottky unit larger than a sixth of the supercell is
+    cut from a supercell of up to twice ``max_atoms``."""
     from ase.build import surface
 
     eq = proto.atoms.copy()
@@ -522,11 +574,19 @@ def derived_frames(proto: Prototype, scale: float, settings: DistillSettings, r_
     for _ in range(settings.n_strain):
         b = _rattled(_strained(sc, rng, settings.max_strain), rng, 0.01)
         out.append(_tag(b, "strain", proto.name, max_strain=settings.max_strain))
-    if len(sc) >= 4:
+    if not defects:
+        return out
+    unit = formula_unit(eq)
+    single = settings.vacancy_kind == "single" or len(unit) == 1
+    host = sc if single or sum(unit.values()) * 6 <= len(sc) else supercell(eq, 2 * settings.max_atoms)
+    if len(host) >= 4:
         for _ in range(settings.n_vacancy):
-            b = sc.copy()
-            del b[int(rng.integers(len(b)))]
-            out.append(_tag(_rattled(b, rng, 0.03), "vacancy", proto.name))
+            b = host.copy()
+            if single:
+                del b[int(rng.integers(len(b)))]
+            else:
+                del b[schottky_sites(b, unit, int(rng.integers(len(b))))]
+            out.append(_tag(_rattled(b, rng, 0.03), "vacancy", proto.name, removed=len(host) - len(b)))
     millers = [(1, 0, 0), (1, 1, 0), (1, 1, 1)]
     for k in range(settings.n_slab):
         miller = millers[int(rng.integers(len(millers)))] if k == 0 else millers[k % 3]
@@ -841,8 +901,10 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         t0 = time.time()
         rng = np.random.default_rng([settings.seed, 7])
         cands: list[Atoms] = []
+        with_defects = lowest_polymorphs(plausible, ehull) if settings.defects_of == "lowest" \
+            else {p.name for p in plausible}
         for p in plausible:
-            cands += derived_frames(p, eq[p.name][0], settings, r_max, rng)
+            cands += derived_frames(p, eq[p.name][0], settings, r_max, rng, defects=p.name in with_defects)
         for p in user:
             b = p.atoms.copy()
             cands.append(_tag(b, "user", p.name))
