@@ -78,9 +78,12 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         model = finetune(strategy, run / "distill" / "foundation.model", run / "finetune" / "train.extxyz",
                          run / "finetune" / "valid.extxyz", run / "finetune" / f"var_{name}", **opts)
-        results[name] = {"strategy": strategy, "changes": kw, "valid": evaluate(model, valid, args.device),
-                         "test": evaluate(model, test, args.device), "wall_time_s": round(time.time() - t0, 1),
-                         "replay_heldout_forces_rmse_meV_A": evaluate(model, old, args.device)["forces_rmse_meV_A"]}
+        row = {"strategy": strategy, "changes": kw, "valid": evaluate(model, valid, args.device),
+               "test": evaluate(model, test, args.device), "wall_time_s": round(time.time() - t0, 1),
+               "replay_heldout_forces_rmse_meV_A": evaluate(model, old, args.device)["forces_rmse_meV_A"]}
+        # merged into what is on disk now: another bench_fire_variants on the same run may have written meanwhile
+        results = json.loads(res_path.read_text()) if res_path.exists() else {}
+        results[name] = row
         write_json(res_path, results)
     print(f"{'variant':<16}{'strategy':>9}{'valid E':>9}{'F':>7}{'test E':>9}{'F':>7}{'old Li F':>10}")
     for name, r in results.items():

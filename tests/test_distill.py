@@ -124,6 +124,23 @@ def test_distill_cli_worker_teacher_budget_and_user_structures(tmp_path, capsys)
     md = [a for a in pre if a.info["config_type"] == "md"]
     assert md and all(a.info["temperature_K"] == 500.0 for a in md)
     assert list((out / "work" / "label-cache").glob("teacher-*.log"))  # the worker's stderr is kept
+    # an interrupted budgeted training (its manifest not done, a checkpoint left) resumes towards this call's
+    # deadline, not towards the first call's epoch estimate
+    tm = json.loads((out / "work" / "train" / "manifest.json").read_text())
+    tm["status"] = "running"
+    (out / "work" / "train" / "manifest.json").write_text(json.dumps(tm))
+    assert (out / "work" / "train" / "checkpoints" / "last.pt").is_file()
+    rc = main(["foundation", "distill", "--teacher", teacher, "--elements", "Cu", "--structures",
+               str(tmp_path / "mine.extxyz"), "--size", "tiny", "--budget-minutes", "0.6", "--max-atoms", "4",
+               "--temperatures", "500", "-o", str(out),
+               "--set", "scan_points=4", "--set", "volume_points=2", "--set", "n_rattle=1", "--set", "n_strain=0",
+               "--set", "n_slab=0", "--set", "n_vacancy=0", "--set", "md_structures=1", "--set", "md_steps=4",
+               "--set", "md_interval=2", "--set", "n_user_copies=2", "--set", "max_epochs=3",
+               "--set", "probe_epochs=1", "--threads", "1", "--shape", "r_max=4.0"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "resuming the student's budgeted training until this run's deadline" in captured.err
+    assert json.loads((out / "work" / "train" / "manifest.json").read_text())["status"] == "done"
 
 
 def test_epoch_cost_takes_the_last_probe_epoch_and_books_setup_apart(tmp_path):

@@ -117,6 +117,9 @@ def test_schedule_follows_wall_time_towards_a_deadline():
     # epochs faster than planned: the epoch count leads
     assert schedule_progress(8, 10, 1000.0, 1010.0, 1100.0) == pytest.approx(0.8)
     assert schedule_progress(3, 10, 1000.0, 2000.0, 1100.0) == 1.0
+    # resumed at 60 % of its schedule: continues from there, the rest spread over the new deadline's wall time
+    assert schedule_progress(30, 400, 1000.0, 1000.0, 1100.0, start_progress=0.6) == pytest.approx(0.6)
+    assert schedule_progress(31, 400, 1000.0, 1050.0, 1100.0, start_progress=0.6) == pytest.approx(0.8)
 
 
 def test_pseudo_label_replay_and_options(setup, tmp_path):

@@ -1003,9 +1003,19 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
                 say("student already trained on this set; reusing it")
         elif prior == "resume" and plan_path.exists():
             plan = json.loads(plan_path.read_text())
-            say(f"resuming student training towards {plan['epochs']} epochs")
-            finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                     epochs=int(plan["epochs"]), resume=True, **common)
+            if plan.get("how") == "budget":
+                # a budgeted run interrupted: this call's budget, counted from its own start, sets the new
+                # deadline; the learning-rate schedule continues from the checkpoint's progress towards it
+                reserve = max(15.0, 0.03 * settings.budget_minutes * 60) + float(plan.get("setup_s", 0.0))
+                deadline = t_start + settings.budget_minutes * 60 - reserve
+                say(f"resuming the student's budgeted training until this run's deadline "
+                    f"({max(0.0, deadline - time.time()) / 60:.1f} min left)")
+                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
+                         epochs=settings.max_epochs, resume=True, deadline_unix_s=deadline, **common)
+            else:
+                say(f"resuming student training towards {plan['epochs']} epochs")
+                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
+                         epochs=int(plan["epochs"]), resume=True, **common)
         else:
             if settings.epochs is not None:
                 plan = {"epochs": int(settings.epochs), "how": "fixed"}

@@ -125,16 +125,20 @@ class Prepared:
 # --------------------------------------------------------------------------------------------- helpers
 
 def schedule_progress(epoch: int, epochs: int, t0_unix_s: float | None, now_unix_s: float,
-                      deadline_unix_s: float | None) -> float:
-    """Fraction (0–1) of a run done when ``epoch`` starts: ``epoch / epochs``, or — with a deadline — the fraction of
-    the wall time from ``t0_unix_s`` to ``deadline_unix_s`` (s) already spent, whichever is larger.
+                      deadline_unix_s: float | None, start_progress: float = 0.0) -> float:
+    """Fraction (0–1) of a run done when ``epoch`` starts: ``epoch / epochs``, or — with a deadline — the progress
+    reached when this call began (``start_progress``; 0 for a fresh run, the checkpoint's for a resumed one) plus
+    the rest in proportion to the wall time from ``t0_unix_s`` to ``deadline_unix_s`` (s) already spent, whichever
+    is larger.
 
     The cosine learning rate and the start of stage two follow it, so a budgeted run whose epochs turn out slower
-    than its probe measured still anneals fully and reaches stage two before the deadline stops it.
+    than its probe measured still anneals fully and reaches stage two before the deadline stops it, and a resumed
+    one continues its schedule from where it stopped instead of warming up again.
     """
     p = epoch / max(epochs, 1)
     if deadline_unix_s is not None and t0_unix_s is not None and deadline_unix_s > t0_unix_s:
-        p = max(p, (now_unix_s - t0_unix_s) / (deadline_unix_s - t0_unix_s))
+        p0 = min(max(float(start_progress), 0.0), 1.0)
+        p = max(p, p0 + (1 - p0) * (now_unix_s - t0_unix_s) / (deadline_unix_s - t0_unix_s))
     return float(min(max(p, 0.0), 1.0))
 
 
@@ -412,6 +416,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
     start = state["epoch"] + 1
     # with a deadline the schedule runs on wall time from here to the deadline (see schedule_progress)
     schedule_t0 = time.time() if opts.deadline_unix_s is not None else None
+    start_progress = float(state.get("progress", 0.0)) if state["epoch"] >= 0 else 0.0
     bar = tqdm(range(start, opts.epochs), desc=f"finetune {strategy}", disable=not opts.progress or state["done"],
                file=sys.stderr, initial=start, total=opts.epochs)
     last_wall = 0.0
@@ -426,7 +431,8 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
                   f"({last_wall:.1f} s) would", file=sys.stderr)
             break
         p = schedule_progress(epoch, opts.schedule_epochs or opts.epochs, schedule_t0, time.time(),
-                              opts.deadline_unix_s)
+                              opts.deadline_unix_s, start_progress)
+        state["progress"] = p
         stage = 2 if state["stage"] == 2 or (opts.stage_two_start and p >= opts.stage_two_start) else 1
         if stage == 2 and state["stage"] == 1:
             if opts.lr_schedule == "plateau":  # cosine keeps its own decay; stage two only reweights energies
