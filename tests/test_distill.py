@@ -103,13 +103,14 @@ def test_distill_cli_worker_teacher_budget_and_user_structures(tmp_path, capsys)
     write_frames(tmp_path / "mine.extxyz", [user])
     out = tmp_path / "found"
     teacher = f"worker:{sys.executable}:ase.calculators.emt:EMT"
-    rc = main(["foundation", "distill", "--teacher", teacher, "--elements", "Cu", "--structures",
-               str(tmp_path / "mine.extxyz"), "--size", "tiny", "--budget-minutes", "0.6", "--max-atoms", "4",
-               "--temperatures", "500", "-q", "-o", str(out),
-               "--set", "scan_points=4", "--set", "volume_points=2", "--set", "n_rattle=1", "--set", "n_strain=0",
-               "--set", "n_slab=0", "--set", "n_vacancy=0", "--set", "md_structures=1", "--set", "md_steps=4",
-               "--set", "md_interval=2", "--set", "n_user_copies=2", "--set", "max_epochs=3",
-               "--set", "probe_epochs=1", "--threads", "1", "--shape", "r_max=4.0"])
+    args = ["foundation", "distill", "--teacher", teacher, "--elements", "Cu", "--structures",
+            str(tmp_path / "mine.extxyz"), "--size", "tiny", "--budget-minutes", "0.6", "--max-atoms", "4",
+            "--temperatures", "500", "-o", str(out),
+            "--set", "scan_points=4", "--set", "volume_points=2", "--set", "n_rattle=1", "--set", "n_strain=0",
+            "--set", "n_slab=0", "--set", "n_vacancy=0", "--set", "md_structures=1", "--set", "md_steps=4",
+            "--set", "md_interval=2", "--set", "n_user_copies=2", "--set", "max_epochs=3",
+            "--set", "probe_epochs=1", "--threads", "1", "--shape", "r_max=4.0"]
+    rc = main([*args, "-q"])
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "held-out energy RMSE" in captured.out
@@ -130,13 +131,7 @@ def test_distill_cli_worker_teacher_budget_and_user_structures(tmp_path, capsys)
     tm["status"] = "running"
     (out / "work" / "train" / "manifest.json").write_text(json.dumps(tm))
     assert (out / "work" / "train" / "checkpoints" / "last.pt").is_file()
-    rc = main(["foundation", "distill", "--teacher", teacher, "--elements", "Cu", "--structures",
-               str(tmp_path / "mine.extxyz"), "--size", "tiny", "--budget-minutes", "0.6", "--max-atoms", "4",
-               "--temperatures", "500", "-o", str(out),
-               "--set", "scan_points=4", "--set", "volume_points=2", "--set", "n_rattle=1", "--set", "n_strain=0",
-               "--set", "n_slab=0", "--set", "n_vacancy=0", "--set", "md_structures=1", "--set", "md_steps=4",
-               "--set", "md_interval=2", "--set", "n_user_copies=2", "--set", "max_epochs=3",
-               "--set", "probe_epochs=1", "--threads", "1", "--shape", "r_max=4.0"])
+    rc = main(args)  # not quiet: the resume message is checked
     captured = capsys.readouterr()
     assert rc == 0, captured.err
     assert "resuming the student's budgeted training until this run's deadline" in captured.err

@@ -514,10 +514,9 @@ def energies_above_hull(protos: Sequence[Prototype], eq: Mapping[str, tuple[floa
 
 def formula_unit(atoms: Atoms) -> dict[str, int]:
     """The reduced formula of a cell as element → count (LiCl → {Li: 1, Cl: 1}, Li6PS5Cl → {Li: 6, ...})."""
-    sym = atoms.get_chemical_symbols()
-    counts = {el: sym.count(el) for el in dict.fromkeys(sym)}
-    g = math.gcd(*counts.values())
-    return {el: n // g for el, n in counts.items()}
+    from ase.formula import Formula
+
+    return dict(Formula.from_list(atoms.get_chemical_symbols()).reduce()[0].count())
 
 
 def schottky_sites(atoms: Atoms, unit: Mapping[str, int], seed_index: int) -> list[int]:
@@ -800,6 +799,13 @@ def _check_teacher(teacher: str, tsettings: Mapping[str, Any], elements: Sequenc
     validate_calculator(teacher, tsettings, probe, "--elements")
 
 
+def _training_deadline(settings: DistillSettings, t_start: float, setup_s: float) -> float:
+    """Unix time (s) by which the student's training must stop: the budget from ``t_start`` less a reserve for
+    evaluation and outputs (3 % of the budget, at least 15 s) and the training's setup time ``setup_s``."""
+    reserve = max(15.0, 0.03 * settings.budget_minutes * 60) + setup_s
+    return t_start + settings.budget_minutes * 60 - reserve
+
+
 def _sha_of(path: Path) -> str | None:
     from firemlip.io import file_sha256
 
@@ -1006,8 +1012,7 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
             if plan.get("how") == "budget":
                 # a budgeted run interrupted: this call's budget, counted from its own start, sets the new
                 # deadline; the learning-rate schedule continues from the checkpoint's progress towards it
-                reserve = max(15.0, 0.03 * settings.budget_minutes * 60) + float(plan.get("setup_s", 0.0))
-                deadline = t_start + settings.budget_minutes * 60 - reserve
+                deadline = _training_deadline(settings, t_start, float(plan.get("setup_s", 0.0)))
                 say(f"resuming the student's budgeted training until this run's deadline "
                     f"({max(0.0, deadline - time.time()) / 60:.1f} min left)")
                 finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
@@ -1030,8 +1035,8 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
                          epochs=probe, resume=prior == "resume", schedule_epochs=settings.max_epochs, **common)
                 probe_wall = time.time() - tp
                 per_epoch, overhead = _epoch_cost(train_dir / "log.csv", probe, probe_wall)
-                reserve = max(15.0, 0.03 * settings.budget_minutes * 60) + overhead
-                left = settings.budget_minutes * 60 - (time.time() - t_start) - reserve
+                deadline = _training_deadline(settings, t_start, overhead)
+                left = deadline - time.time()
                 total = int(min(settings.max_epochs, probe + max(0, math.floor(left / max(per_epoch, 1e-3)))))
                 plan = {"epochs": total, "how": "budget", "probe_epoch_s": per_epoch, "setup_s": overhead,
                         "seconds_left": left}
@@ -1041,7 +1046,7 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
                     # faster than the probe's use the rest of the budget too (the cosine follows the wall clock)
                     finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
                              epochs=settings.max_epochs, resume=True,
-                             deadline_unix_s=t_start + settings.budget_minutes * 60 - reserve, **common)
+                             deadline_unix_s=deadline, **common)
         timings["train_s"] = time.time() - t0
 
         # ---- 6. evaluation on the held-out frames, outputs

@@ -416,7 +416,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
     start = state["epoch"] + 1
     # with a deadline the schedule runs on wall time from here to the deadline (see schedule_progress)
     schedule_t0 = time.time() if opts.deadline_unix_s is not None else None
-    start_progress = float(state.get("progress", 0.0)) if state["epoch"] >= 0 else 0.0
+    start_progress = float(state.get("progress", 0.0))  # a resumed run's checkpoint has it; a fresh state not
     bar = tqdm(range(start, opts.epochs), desc=f"finetune {strategy}", disable=not opts.progress or state["done"],
                file=sys.stderr, initial=start, total=opts.epochs)
     last_wall = 0.0
