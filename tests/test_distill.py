@@ -311,6 +311,9 @@ def test_schottky_vacancies_and_lowest_polymorphs():
     with_d = derived_frames(protos[0], 1.0, settings, 4.5, rng)
     vac = [a for a in with_d if a.info["config_type"] == "vacancy"]
     assert len(vac) == 2 and all(a.info["removed"] == 2 and formula_unit(a) == {"Li": 1, "Cl": 1} for a in vac)
+    # three slabs are the three distinct low-index facets (two used to repeat (110))
+    three = derived_frames(protos[2], 1.0, DistillSettings(max_atoms=16, n_rattle=1, n_strain=1, n_slab=3), 4.5, rng)
+    assert sorted(a.info["miller"] for a in three if a.info["config_type"] == "slab") == ["100", "110", "111"]
     without = derived_frames(protos[1], 1.0, settings, 4.5, rng, defects=False)
     assert not {"vacancy", "slab"} & {a.info["config_type"] for a in without}
     with pytest.raises(FiremlipError, match="vacancy_kind"):
