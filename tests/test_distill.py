@@ -318,3 +318,32 @@ def test_schottky_vacancies_and_lowest_polymorphs():
     assert not {"vacancy", "slab"} & {a.info["config_type"] for a in without}
     with pytest.raises(FiremlipError, match="vacancy_kind"):
         DistillSettings(vacancy_kind="pairs").validate()
+
+
+def test_split_keeps_every_kind_in_training() -> None:
+    """Held-out and validation frames are drawn so that every (config_type, prototype) kind keeps a training frame;
+    a plain random draw loses a two-frame kind for some seeds."""
+    from ase import Atoms
+
+    from firemlip.distill import DistillSettings, frame_kind, split_frames
+
+    frames = []
+    for proto, n in (("A", 30), ("B", 2), ("C", 2), ("D", 3), ("E", 1)):
+        for i in range(n):
+            frames.append(Atoms("Li", info={"config_type": "vacancy" if n < 5 else "rattle", "prototype": proto,
+                                            "i": i}))
+    kinds = {frame_kind(a) for a in frames}
+    lost_random = 0
+    for seed in range(20):
+        for mode in ("every_kind", "random"):
+            settings = DistillSettings(seed=seed, split_mode=mode, holdout_fraction=0.2, valid_fraction=0.2)
+            split = split_frames(frames, settings)
+            assert split.count("test") == 8 and split.count("valid") == 6
+            covered = {frame_kind(a) for a, s in zip(frames, split, strict=True) if s == "train"}
+            if mode == "every_kind":
+                assert covered == kinds, seed
+            else:
+                lost_random += covered != kinds
+    assert lost_random > 0
+    with pytest.raises(FiremlipError, match="split_mode"):
+        DistillSettings(split_mode="kfold").validate()

@@ -126,6 +126,9 @@ class DistillSettings:
     # --- student training
     holdout_fraction: float = 0.1
     valid_fraction: float = 0.1
+    # every_kind: each (config_type, prototype) kind keeps a frame in training, so no kind is only ever held out
+    # (session 9: both vacancies of Li2P fell in valid/held-out and were missed by 53 meV/atom); random: plain draw
+    split_mode: str = "every_kind"
     epochs: int | None = None             # None: as many as the budget allows (at most max_epochs)
     max_epochs: int = 400
     probe_epochs: int = 2
@@ -178,6 +181,8 @@ class DistillSettings:
             raise FiremlipError(f"distill: scan_frames_of must be plausible or all, got {self.scan_frames_of!r}")
         if self.vacancy_kind not in ("schottky", "single"):
             raise FiremlipError(f"distill: vacancy_kind must be schottky or single, got {self.vacancy_kind!r}")
+        if self.split_mode not in ("every_kind", "random"):
+            raise FiremlipError(f"distill: split_mode must be every_kind or random, got {self.split_mode!r}")
         if self.defects_of not in ("lowest", "all"):
             raise FiremlipError(f"distill: defects_of must be lowest or all, got {self.defects_of!r}")
         from firemlip.training.loop import FinetuneOptions
@@ -673,19 +678,37 @@ def _filter_labelled(frames: Sequence[Atoms], settings: DistillSettings) -> tupl
     return out, dropped
 
 
-def _split(n: int, settings: DistillSettings) -> list[str]:
-    """Seeded train/valid/test assignment of ``n`` frames (test = held-out ``holdout_fraction``)."""
+def frame_kind(atoms: Atoms) -> tuple[str, str]:
+    """A frame's kind for splitting: its ``config_type`` and the prototype it was made from."""
+    return str(atoms.info.get("config_type", "")), str(atoms.info.get("prototype", ""))
+
+
+def split_frames(frames: Sequence[Atoms], settings: DistillSettings) -> list[str]:
+    """Seeded train/valid/test assignment (test = held-out ``holdout_fraction``, valid = ``valid_fraction`` of the
+    rest). With ``split_mode="every_kind"`` the first frame (in seeded order) of each kind (:func:`frame_kind`) is
+    drawn last, so every kind with frames left for training has at least one there; ``random`` draws all frames
+    alike (a kind with two frames, e.g. the vacancies of one prototype, can then be missing from training)."""
+    n = len(frames)
     if n < 3:
         raise FiremlipError(f"distill: only {n} labelled frame(s) left; need at least 3 (check the teacher and "
                             f"the structure settings)")
-    perm = np.random.default_rng([settings.seed, 53]).permutation(n)
+    perm = [int(k) for k in np.random.default_rng([settings.seed, 53]).permutation(n)]
+    if settings.split_mode == "every_kind":
+        seen: set[tuple[str, str]] = set()
+        first: list[int] = []
+        rest: list[int] = []
+        for k in perm:
+            kind = frame_kind(frames[k])
+            (rest if kind in seen else first).append(k)
+            seen.add(kind)
+        perm = rest + first
     n_test = max(1, int(round(settings.holdout_fraction * n)))
     n_valid = max(1, int(round(settings.valid_fraction * (n - n_test))))
     split = ["train"] * n
     for k in perm[:n_test]:
-        split[int(k)] = "test"
+        split[k] = "test"
     for k in perm[n_test:n_test + n_valid]:
-        split[int(k)] = "valid"
+        split[k] = "valid"
     return split
 
 
@@ -976,7 +999,7 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
         dropped["implausible_scan"] = len(scan_lab) - len(scan_keep)
         dropped["min_distance"] = n_close
         dropped["teacher_failed"] = len(failed)
-        split = _split(len(allf), settings)
+        split = split_frames(allf, settings)
         for a, s in zip(allf, split, strict=True):
             a.info["distill_split"] = s
             a.info["labeller"] = teacher
