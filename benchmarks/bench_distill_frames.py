@@ -3,7 +3,8 @@
 An energy RMSE over a few dozen frames is often carried by one or two of them (an unseen slab facet in a distillation
 set, two surface frames in a DFT test set). This script predicts each file's frames with each model and prints, per
 group, the number of frames, the mean and RMS per-atom energy error (model - reference, meV/atom) and the force RMSE
-(meV/Å), then the worst frames, and the energy RMSE without the single worst frame.
+(meV/Å, over force components as in the distillation report), then the worst frames and the energy RMSE without
+the single worst frame.
 
 Frames are firemlip extxyz (``REF_energy``/``REF_forces``) or mlearn extxyz (``energy``/``forces`` with a ``group``
 key, read as in ``bench_distill.py``). Groups are formed from ``--keys`` (default ``config_type`` plus, where present,
@@ -68,16 +69,21 @@ def summarise(frames: list, de: np.ndarray, df: np.ndarray, keys: list[str], wor
     groups: dict[str, list[int]] = defaultdict(list)
     for i, a in enumerate(frames):
         groups[group_name(a, keys)].append(i)
-    out = {"energy_rmse_meV_atom": float(np.sqrt(np.mean(de ** 2))),
-           "forces_rmse_meV_A": float(np.sqrt(np.mean(df ** 2))), "n_frames": len(frames), "groups": {},
-           "worst": []}
+    n_at = np.array([len(a) for a in frames], dtype=float)
+
+    def f_rmse(idx) -> float:  # over force components, as in the distillation report (atoms weigh equally)
+        return float(np.sqrt(np.sum(df[idx] ** 2 * n_at[idx]) / np.sum(n_at[idx])))
+
+    every = np.arange(len(frames))
+    out = {"energy_rmse_meV_atom": float(np.sqrt(np.mean(de ** 2))), "forces_rmse_meV_A": f_rmse(every),
+           "n_frames": len(frames), "groups": {}, "worst": []}
     order = np.argsort(-np.abs(de))
     out["energy_rmse_without_worst_meV_atom"] = float(np.sqrt(np.mean(np.delete(de, order[0]) ** 2))) \
         if len(de) > 1 else None
     for g, idx in sorted(groups.items()):
         out["groups"][g] = {"n": len(idx), "energy_mean_meV_atom": float(de[idx].mean()),
                             "energy_rms_meV_atom": float(np.sqrt(np.mean(de[idx] ** 2))),
-                            "forces_rmse_meV_A": float(np.sqrt(np.mean(df[idx] ** 2)))}
+                            "forces_rmse_meV_A": f_rmse(idx)}
     for i in order[:worst]:
         a = frames[int(i)]
         out["worst"].append({"index": int(i), "group": group_name(a, keys), "n_atoms": len(a),
