@@ -138,6 +138,8 @@ def test_pseudo_label_replay_and_options(setup, tmp_path):
     np.testing.assert_allclose([a.info["REF_energy"] for a in replay], pred.energy, atol=1e-5)
     rows = list(csv.DictReader(open(tmp_path / "log.csv")))
     assert [r["stage"] for r in rows] == ["1", "2"]
+    # stage two is judged by its own (energy-heavy) loss, so its first epoch replaces stage one's best
+    assert rows[1]["best"] == "1" and man["summary"]["best_epoch"] == 1
     assert model_info(load_model(mp, dtype=None))["dtype"] == "float32"
 
 

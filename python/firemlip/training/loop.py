@@ -157,8 +157,13 @@ def _loss_terms(batch, out, energy_w: float, forces_w: float, stress_w: float, w
     return loss
 
 
-def _evaluate(model, graphs: Sequence, opts: FinetuneOptions, device: str, with_stress: bool) -> dict[str, float]:
-    """Validation loss (stage-one weights) and RMSEs (energy meV/atom, forces meV/Å) over ``graphs``."""
+def _evaluate(model, graphs: Sequence, opts: FinetuneOptions, device: str, with_stress: bool,
+              energy_weight: float | None = None) -> dict[str, float]:
+    """Validation loss and RMSEs (energy meV/atom, forces meV/Å) over ``graphs``.
+
+    The loss uses ``energy_weight`` (per-atom energy, default the stage-one ``opts.energy_weight``) and the options'
+    force and stress weights, so that stage two is judged by the weights it trains with.
+    """
     from firemlip.training.data import loader
 
     if not graphs:
@@ -168,7 +173,8 @@ def _evaluate(model, graphs: Sequence, opts: FinetuneOptions, device: str, with_
     for batch in loader(graphs, opts.batch_size):
         batch = batch.to(device)
         out = model(batch.to_dict(), training=False, compute_force=True, compute_stress=with_stress)
-        loss = _loss_terms(batch, out, opts.energy_weight, opts.forces_weight, opts.stress_weight, with_stress)
+        e_w = opts.energy_weight if energy_weight is None else energy_weight
+        loss = _loss_terms(batch, out, e_w, opts.forces_weight, opts.stress_weight, with_stress)
         ng = int(batch.num_graphs)
         tot_loss += float(loss.detach()) * ng
         n_graphs += ng
@@ -440,6 +446,9 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
                     g["lr"] = opts.stage_two_lr if opts.stage_two_lr else opts.lr / 10
             state["stage"] = 2
             state["bad_epochs"] = 0
+            # stage two is chosen by its own loss (energy-heavy): a stage-one model would always win on the
+            # stage-one loss as stage two trades some force error for energy, and the stage would be thrown away
+            state["best_loss"] = float("inf")
         if opts.lr_schedule == "cosine":
             lr_min = opts.lr / 100
             for g in opt.param_groups:
@@ -469,7 +478,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
         epoch_time = time.perf_counter() - t0
         ctx = ema.average_parameters() if ema is not None else _nullcontext()
         with ctx:
-            val = _evaluate(model, valid_g, opts, device, valid_stress)
+            val = _evaluate(model, valid_g, opts, device, valid_stress, e_w)
             mon = _evaluate(model, monitor_g, opts, device, monitor_stress) if monitor_g else None
             improved = val["loss"] < state["best_loss"]
             if improved:
