@@ -27,6 +27,7 @@ labeller, a few frames and epochs) that exercises every step; its numbers mean n
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -156,8 +157,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench_distill: --finetune-only needs a finished distillation in {out / 'distill'} "
                   "(foundation.model, pretrain.extxyz, report.json)", file=sys.stderr)
             return 2
-        import json
-
         rep = json.loads((out / "distill" / "report.json").read_text())
         prev = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else {}
         distill_wall = 60 * float(prev.get("distill", {}).get("wall_time_min", float("nan")))
@@ -184,17 +183,20 @@ def main(argv: list[str] | None = None) -> int:
         ft_common.update(stage_two_start=args.ft_stage_two, stage_two_energy_weight=args.ft_stage_two_energy_weight)
     seeds = args.ft_seeds or [args.seed]
     rows, paths = {}, {"foundation (zero-shot)": foundation}
+    pairs: list[tuple[str, str]] = []  # (fire row, scratch row) of each seed
     for seed in seeds:
-        for strategy in ("fire", "scratch"):
+        first = seed == seeds[0]  # the first seed keeps the plain names (rows "fire", dirs finetune/fire)
+        names = {s: s if first else f"{s} (seed {seed})" for s in ("fire", "scratch")}
+        pairs.append((names["fire"], names["scratch"]))
+        for strategy, name in names.items():
             kw = dict(ft_common, seed=seed)
             if strategy == "fire":
                 kw.update(replay=pretrain, replay_filter=args.replay_filter, replay_weight=args.replay_weight,
                           replay_energy_weight=args.replay_energy_weight)
-            name = strategy if seed == seeds[0] else f"{strategy} (seed {seed})"
             t1 = time.time()
             paths[name] = finetune(strategy, foundation, out / "finetune" / "train.extxyz",
                                    out / "finetune" / "valid.extxyz",
-                                   out / "finetune" / (strategy if seed == seeds[0] else f"{strategy}_seed{seed}"), **kw)
+                                   out / "finetune" / (strategy if first else f"{strategy}_seed{seed}"), **kw)
             rows[name] = {**evaluate(paths[name], test, args.device), "seed": seed,
                           "wall_time_s": round(time.time() - t1, 1)}
     rows["foundation (zero-shot)"] = evaluate(foundation, test, args.device)
@@ -210,7 +212,6 @@ def main(argv: list[str] | None = None) -> int:
             rows[name]["replay_heldout_forces_rmse_meV_A"] = evaluate(path, old, args.device)["forces_rmse_meV_A"]
 
     h = rep["heldout"]
-    pairs = [(n, n.replace("fire", "scratch")) for n in rows if n.startswith("fire")]
     results = {
         "smoke": smoke, "teacher": teacher, "elements": elements, "size": size, "budget_minutes": budget,
         "device": args.device,

@@ -170,10 +170,10 @@ def _evaluate(model, graphs: Sequence, opts: FinetuneOptions, device: str, with_
         return {"loss": float("nan"), "rmse_e": float("nan"), "rmse_f": float("nan")}
     model.eval()
     tot_loss, n_graphs, se_e, se_f, n_f = 0.0, 0, 0.0, 0.0, 0
+    e_w = opts.energy_weight if energy_weight is None else energy_weight
     for batch in loader(graphs, opts.batch_size):
         batch = batch.to(device)
         out = model(batch.to_dict(), training=False, compute_force=True, compute_stress=with_stress)
-        e_w = opts.energy_weight if energy_weight is None else energy_weight
         loss = _loss_terms(batch, out, e_w, opts.forces_weight, opts.stress_weight, with_stress)
         ng = int(batch.num_graphs)
         tot_loss += float(loss.detach()) * ng
