@@ -38,6 +38,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <cmath>
 #include <cstring>
 
@@ -133,6 +136,75 @@ void PairMACE::settings(int narg, char **arg)
   }
 }
 
+/* ----------------------------------------------------------------------
+   A torch.save() file (what mace-torch writes as *.model) is a zip archive whose top folder holds data.pkl but
+   none of TorchScript's constants.pkl: recognise it to tell the user to export the model first. Only the names
+   of the outer archive's central directory count (e3nn stores whole TorchScript archives inside a .model).
+------------------------------------------------------------------------- */
+
+static uint64_t read_le(const std::string &b, size_t pos, int nbytes)
+{
+  uint64_t v = 0;
+  if (pos + nbytes > b.size()) return 0;
+  for (int k = nbytes - 1; k >= 0; --k) v = (v << 8) | (unsigned char) b[pos + k];
+  return v;
+}
+
+static std::vector<std::string> zip_entry_names(const std::string &b)
+{
+  std::vector<std::string> names;
+  if (b.size() < 22) return names;
+  size_t eocd = std::string::npos;
+  const size_t lowest = b.size() > 65557 ? b.size() - 65557 : 0;
+  for (size_t i = b.size() - 22 + 1; i-- > lowest;)
+    if (b.compare(i, 4, "PK\x05\x06") == 0) {
+      eocd = i;
+      break;
+    }
+  if (eocd == std::string::npos) return names;
+  uint64_t count = read_le(b, eocd + 10, 2), offset = read_le(b, eocd + 16, 4);
+  if ((count == 0xFFFF || offset == 0xFFFFFFFF) && eocd >= 20 && b.compare(eocd - 20, 4, "PK\x06\x07") == 0) {
+    const uint64_t z64 = read_le(b, eocd - 20 + 8, 8);  // zip64 end of central directory record
+    if (z64 + 56 <= b.size() && b.compare(z64, 4, "PK\x06\x06") == 0) {
+      count = read_le(b, z64 + 32, 8);
+      offset = read_le(b, z64 + 48, 8);
+    }
+  }
+  size_t pos = offset;
+  for (uint64_t k = 0; k < count && pos + 46 <= b.size() && b.compare(pos, 4, "PK\x01\x02") == 0; ++k) {
+    const size_t nlen = read_le(b, pos + 28, 2), xlen = read_le(b, pos + 30, 2), clen = read_le(b, pos + 32, 2);
+    if (pos + 46 + nlen > b.size()) break;
+    names.push_back(b.substr(pos + 46, nlen));
+    pos += 46 + nlen + xlen + clen;
+  }
+  return names;
+}
+
+static bool is_raw_torch_pickle(const std::string &path)
+{
+  std::ifstream in(path, std::ios::binary);
+  if (!in.good()) return false;
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < 4 || bytes.compare(0, 4, "PK\x03\x04") != 0) return false;
+  bool data = false, constants = false;
+  for (const auto &name : zip_entry_names(bytes)) {
+    const size_t slash = name.find('/');
+    if (slash == std::string::npos || name.find('/', slash + 1) != std::string::npos) continue;  // top folder only
+    const std::string leaf = name.substr(slash + 1);
+    data = data || leaf == "data.pkl";
+    constants = constants || leaf == "constants.pkl";
+  }
+  return data && !constants;
+}
+
+static std::string strip_model_suffix(const std::string &path)
+{
+  const std::string suffix = ".model";
+  if (path.size() > suffix.size() && path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0)
+    return path.substr(0, path.size() - suffix.size());
+  return path;
+}
+
 /* ---------------------------------------------------------------------- */
 
 void PairMACE::coeff(int narg, char **arg)
@@ -148,9 +220,18 @@ void PairMACE::coeff(int narg, char **arg)
     error->all(FLERR, "pair_coeff mace must start with * *");
 
   const std::string path = arg[2];
+  {
+    std::ifstream probe(path, std::ios::binary);
+    if (!probe.good())
+      error->all(FLERR, "pair_coeff mace: model file {} not found (expected a LAMMPS model written by "
+                 "`firemlip export`)", path);
+  }
   try {
     model = torch::jit::load(path, torch::kCPU);
   } catch (const std::exception &e) {
+    if (is_raw_torch_pickle(path))
+      error->all(FLERR, "pair_coeff mace: {} is a MACE .model, not a LAMMPS model: run `firemlip export {} "
+                 "-o {}.lammps.pt` and give that file", path, path, strip_model_suffix(path));
     std::string msg = e.what();
     msg = msg.substr(0, msg.find('\n'));
     error->all(FLERR, "pair_style mace cannot load TorchScript model {}: {}", path, msg);

@@ -210,3 +210,18 @@ def test_cli_export_render_run(models, plugin, tmp_path, capsys):
     assert json.loads((tmp_path / "run" / "log.json").read_text())["timing"][-1]["steps"] == 3
     assert main(["lammps", "render", "sample", "--structure", str(tmp_path / "s.extxyz"), "-o",
                  str(tmp_path / "bad")]) == 2
+
+
+def test_raw_mace_model_in_pair_coeff_says_export(models, plugin, tmp_path):
+    inp = render("sample", tmp_path, _triclinic(), model=models["f64"], steps=2)
+    text = inp.read_text()
+    assert str(models["f64"]) in text
+    inp.write_text(text.replace(str(models["f64"]), str(models["model"])))
+    with pytest.raises(FiremlipError) as err:
+        run_lammps(tmp_path, threads=1, progress=False, timeout=120)
+    msg = str(err.value)
+    assert "\n" not in msg and "is a MACE .model, not a LAMMPS model" in msg
+    assert f"firemlip export {models['model']}" in msg and "constants.pkl" not in msg
+    inp.write_text(text.replace(str(models["f64"]), str(tmp_path / "missing.lammps.pt")))
+    with pytest.raises(FiremlipError, match="missing.lammps.pt not found"):
+        run_lammps(tmp_path, threads=1, progress=False, timeout=120)

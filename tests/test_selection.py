@@ -209,3 +209,21 @@ def test_select_cli_and_one_line_errors(tmp_path, capsys) -> None:
         select([], [1], out_dir=tmp_path / "y", progress=False)
     with pytest.raises(FiremlipError, match="split"):
         select(pool, [2], split=[0.5, 0.5, 0.5], out_dir=tmp_path / "y", progress=False)
+
+
+def test_pca_cap_reported_and_warned(tmp_path, capsys) -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 40))  # isotropic: no few components reach 0.99
+    rec = reduce_pca(X, variance=0.99, max_components=5).record()
+    assert rec["capped"] is True and rec["max_components"] == 5 and rec["n_components"] == 5
+    assert rec["variance_reached"] < 0.99 and "cap of 5 components" in rec["warning"]
+    assert reduce_pca(X, variance=0.99, max_components=60).record()["warning"] is None
+    pool = tmp_path / "pool.extxyz"
+    write_frames(pool, _pool(6))
+    argv = ["select", str(pool), "-n", "3", "--r-cut", "4", "--n-max", "3", "--l-max", "2", "--n-jobs", "1",
+            "--quiet", "--max-components", "1", "-o", str(tmp_path / "sel")]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert "warning: PCA stopped at its cap of 1 components" in captured.err
+    summary = json.loads((tmp_path / "sel" / "summary.json").read_text())
+    assert summary["pca"]["capped"] is True and summary["pca"]["max_components"] == 1

@@ -177,6 +177,8 @@ class SelectStage(_Strict):
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
     soap: dict[str, Any] = Field(default_factory=dict)
+    variance: float = Field(0.99, gt=0, le=1)  # PCA explained-variance target
+    max_components: PositiveInt = 100  # PCA component cap (selection.DEFAULT_MAX_COMPONENTS)
 
 
 class AnalyzeStage(_Strict):

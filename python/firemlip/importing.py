@@ -54,15 +54,48 @@ def _from_ase_frames(frames: Sequence[Atoms], path: str, energy_key: str = "ener
     return out
 
 
-def read_deepmd(directory: str | Path) -> list[Atoms]:
-    """Frames of a DeePMD ``npy`` system directory (energies eV, forces eV/Å, stress = −virial/V eV/Å³)."""
+def _parse_type_map(type_map: str | Sequence[str] | None, where: str) -> list[str] | None:
+    """``"Li,Ge,P,S"`` or a list → checked element symbols; None passes through."""
+    from ase.data import chemical_symbols
+
+    if type_map is None:
+        return None
+    names = [t.strip() for t in (type_map.replace(",", " ").split() if isinstance(type_map, str) else type_map)]
+    names = [t for t in names if t]
+    if not names:
+        raise FiremlipError(f"{where}: empty type map (expected element symbols, e.g. Li,Ge,P,S)")
+    bad = [t for t in names if t not in chemical_symbols[1:]]
+    if bad:
+        raise FiremlipError(f"{where}: unknown element {bad[0]!r} in the type map (expected element symbols, "
+                            f"e.g. Li,Ge,P,S)")
+    return names
+
+
+def read_deepmd(directory: str | Path, type_map: str | Sequence[str] | None = None) -> list[Atoms]:
+    """Frames of a DeePMD ``npy`` system directory (energies eV, forces eV/Å, stress = −virial/V eV/Å³).
+
+    ``type_map`` (e.g. ``"Li,Ge,P,S"``) names the element of each type index of ``type.raw``; it is needed for
+    systems without ``type_map.raw`` (DP-GEN's ``data.init`` keeps the map in its ``param.json``) and overrides the
+    file when both are there. Indices may be sparse (``type.raw`` using 0, 2, 4, 5 of a longer map).
+    """
     d = Path(directory)
-    for need in ("type.raw", "type_map.raw"):
-        if not (d / need).exists():
-            raise InputFileError(f"{d}: not a DeePMD system (missing {need})")
-    types = np.loadtxt(d / "type.raw", dtype=int, ndmin=1)
-    type_map = (d / "type_map.raw").read_text().split()
-    sets = sorted(d.glob("set.*"))
+    if not (d / "type.raw").exists():
+        raise InputFileError(f"{d}: not a DeePMD system (missing type.raw)")
+    names = _parse_type_map(type_map, "--type-map")
+    if names is None:
+        if not (d / "type_map.raw").exists():
+            raise InputFileError(f"{d}: DeePMD system without type_map.raw: give the elements of its type "
+                                 f"indices with --type-map (e.g. --type-map Li,Ge,P,S)")
+        names = _parse_type_map((d / "type_map.raw").read_text().split(), f"{d / 'type_map.raw'}")
+    try:
+        types = np.loadtxt(d / "type.raw", dtype=int, ndmin=1)
+    except ValueError as exc:
+        raise InputFileError(f"{d / 'type.raw'}: expected one integer type index per atom ({exc})") from None
+    if types.size == 0 or types.min() < 0 or types.max() >= len(names):
+        raise InputFileError(f"{d / 'type.raw'}: type index {int(types.max()) if types.size else '?'} has no "
+                             f"element in the type map {','.join(names)} ({len(names)} entries)")
+    symbols = [names[t] for t in types]
+    sets = sorted(p for p in d.glob("set.*") if p.is_dir())
     if not sets:
         raise InputFileError(f"{d}: DeePMD system has no set.* directories")
     n = len(types)
@@ -72,14 +105,17 @@ def read_deepmd(directory: str | Path) -> list[Atoms]:
             box = np.load(sd / "box.npy").reshape(-1, 3, 3)
             coord = np.load(sd / "coord.npy").reshape(-1, n, 3)
             energy = np.load(sd / "energy.npy").reshape(-1)
+            force = np.load(sd / "force.npy").reshape(-1, n, 3) if (sd / "force.npy").exists() else None
+            virial = np.load(sd / "virial.npy").reshape(-1, 3, 3) if (sd / "virial.npy").exists() else None
         except FileNotFoundError as exc:
             raise InputFileError(f"{sd}: missing {Path(exc.filename).name}") from None
         except ValueError as exc:
             raise InputFileError(f"{sd}: arrays do not match {n} atoms from type.raw ({exc})") from None
-        force = np.load(sd / "force.npy").reshape(-1, n, 3) if (sd / "force.npy").exists() else None
-        virial = np.load(sd / "virial.npy").reshape(-1, 3, 3) if (sd / "virial.npy").exists() else None
+        if not (len(box) == len(coord) == len(energy)) or (force is not None and len(force) != len(energy)):
+            raise InputFileError(f"{sd}: box/coord/energy/force hold different numbers of frames "
+                                 f"({len(box)}/{len(coord)}/{len(energy)}/{'-' if force is None else len(force)})")
         for k in range(len(energy)):
-            a = Atoms([type_map[t] for t in types], positions=coord[k], cell=box[k], pbc=True)
+            a = Atoms(symbols, positions=coord[k], cell=box[k], pbc=True)
             stress = None
             if virial is not None:
                 stress = -virial[k] / a.get_volume()
@@ -90,21 +126,37 @@ def read_deepmd(directory: str | Path) -> list[Atoms]:
     return frames
 
 
+def deepmd_systems(root: str | Path) -> list[Path]:
+    """Every DeePMD system (a directory with ``type.raw`` and ``set.*``) at or below ``root``, sorted."""
+    r = Path(root)
+    return sorted({x.parent for x in r.rglob("type.raw") if any(x.parent.glob("set.*"))})
+
+
 def import_paths(paths: Sequence[str], energy_key: str = "energy", forces_key: str = "forces",
-                 stress_key: str = "stress", stress_unit: float = 1.0) -> list[Atoms]:
-    """Read every path (OUTCAR, vasprun.xml, DeePMD directory, extxyz) into frames with ``REF_*`` labels."""
+                 stress_key: str = "stress", stress_unit: float = 1.0,
+                 type_map: str | Sequence[str] | None = None,
+                 report: dict[str, int] | None = None) -> list[Atoms]:
+    """Read every path (OUTCAR, vasprun.xml, DeePMD system or a tree of them, extxyz) into ``REF_*`` frames.
+
+    A directory imports every DeePMD system found in it (as dpdata does); ``type_map`` names the type indices of
+    systems that lack ``type_map.raw``. ``report``, when given, receives the frame count of each system/file.
+    """
     out: list[Atoms] = []
+    counts: dict[str, int] = {} if report is None else report
     for p in paths:
         pp = Path(p)
         if pp.is_dir():
-            if (pp / "type.raw").exists():
-                out.extend(read_deepmd(pp))
-            else:
-                systems = sorted({x.parent for x in pp.rglob("type.raw")})
-                if not systems:
-                    raise InputFileError(f"{p}: directory holds no DeePMD system (type.raw)")
-                for s in systems:
-                    out.extend(read_deepmd(s))
+            systems = deepmd_systems(pp)
+            if not systems:
+                raise InputFileError(f"{p}: directory holds no DeePMD system (type.raw with set.*)")
+            for s in systems:
+                frames = read_deepmd(s, type_map)
+                if s != pp:
+                    rel = s.relative_to(pp).as_posix()
+                    for a in frames:
+                        a.info["source"] = f"{rel}/{a.info['source'].split('/', 1)[1]}"
+                counts[str(s)] = len(frames)
+                out.extend(frames)
             continue
         if not pp.exists():
             raise InputFileError(f"{p}: input file not found")
@@ -115,14 +167,23 @@ def import_paths(paths: Sequence[str], energy_key: str = "energy", forces_key: s
             frames = read_frames(p, what="vasprun.xml")
         else:
             frames = read_frames(p, what="extended XYZ file")
-        out.extend(_from_ase_frames(frames, p, energy_key, forces_key, stress_key, stress_unit))
+        got = _from_ase_frames(frames, p, energy_key, forces_key, stress_key, stress_unit)
+        counts[str(pp)] = len(got)
+        out.extend(got)
     return out
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
-    frames = import_paths(args.paths, args.energy_key, args.forces_key, args.stress_key, args.stress_unit)
+    counts: dict[str, int] = {}
+    frames = import_paths(args.paths, args.energy_key, args.forces_key, args.stress_key, args.stress_unit,
+                          type_map=args.type_map, report=counts)
+    if not frames:
+        raise FiremlipError(f"{', '.join(args.paths)}: no frames found to import")
     write_frames(args.output, frames)
-    print(f"imported {len(frames)} frames → {args.output}")
+    if len(counts) > 1:
+        for src, n in counts.items():
+            print(f"  {n:6d} frames  {src}")
+    print(f"imported {len(frames)} frames from {len(counts)} source(s) → {args.output}")
     return 0
 
 
@@ -134,5 +195,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stress-key", default="stress", help="extxyz info key of the stress")
     p.add_argument("--stress-unit", type=float, default=1.0,
                    help="factor converting the stored stress to eV/Å³ (e.g. -1/1602.1766 for VASP kBar)")
+    p.add_argument("--type-map", help="elements of the DeePMD type indices, comma-separated (e.g. Li,Ge,P,S); "
+                                      "needed for systems without type_map.raw, overrides it otherwise")
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(func=_cmd_import)

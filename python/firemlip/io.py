@@ -25,9 +25,32 @@ FORCES_KEY = "REF_forces"
 STRESS_KEY = "REF_stress"
 
 
+def current_umask() -> int:
+    """The process's file-mode creation mask (e.g. 0o022), read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc (macOS …): read by setting and restoring
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """Mode a plain ``open(path, "w")`` would give a new file: 0o666 without the umask bits (0o644 at umask 022)."""
+    return 0o666 & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path next to ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The file that lands at ``path`` gets the mode a normal write would give it (0o666 minus the umask), not the
+    0o600 of :func:`tempfile.mkstemp`, so that exported models and data stay readable by a group on a cluster.
+    """
     dest = Path(path)
     dest.parent.mkdir(parents=True, exist_ok=True)
     suf = suffix if suffix is not None else "".join(dest.suffixes) or ".tmp"
@@ -35,6 +58,8 @@ def atomic_path(path: str | os.PathLike[str], suffix: str | None = None) -> Iter
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.exists(tmp):
+            os.chmod(tmp, default_file_mode())
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):

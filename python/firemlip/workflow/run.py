@@ -8,6 +8,7 @@ every later one to rerun.
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -232,7 +233,11 @@ def _select_body(ctx: Context, rec: StageRecord) -> None:
     st = ctx.cfg.stages.select
     assert st is not None
     res = select(ctx.output("sample", "pool.extxyz"), st.sizes, st.method, st.seed, rec.stage_dir,
-                 split=st.split, manifest=False, **st.soap)
+                 split=st.split, variance=st.variance, max_components=st.max_components, manifest=False,
+                 **st.soap)
+    warning = res.get("pca", {}).get("warning") if isinstance(res, dict) else None
+    if warning:
+        print(f"firemlip: select: warning: {warning}", file=sys.stderr)
     n = st.sizes[0]
     shutil.copy2(rec.stage_dir / f"n{n}" / "selected.extxyz", rec.stage_dir / "selected.extxyz")
     rec.outputs += ["selected.extxyz", f"n{n}/pca.png"]
