@@ -217,3 +217,212 @@ def test_cli_diffusion_and_arrhenius(walk_dump: Path, tmp_path: Path) -> None:
                  str(tmp_path / "d700" / "diffusion.json"), "-o", str(tmp_path / "a")]) == 0
     res = json.loads((tmp_path / "a" / "arrhenius.json").read_text())
     assert abs(res["activation_energy_eV"]) < 0.05  # same D at both T → Ea ≈ 0
+
+
+# ------------------------------------------------------------------------------------------------ issue 22
+def collective_walk(n_frames: int = 4000, n_li: int = 20, n_f: int = 12, seed: int = 0, step_A: float = 0.1,
+                    collective_share: float = 0.05, v_A_per_frame: float = 0.02) -> tuple[np.ndarray, list, dict]:
+    """Li moving collectively inside an F framework that drifts at constant velocity (a run whose momentum was
+    not removed). Each Li displacement is a shared random walk c(t) plus its own a_i(t): with per-frame steps of
+    variance s_c² and s_a² per component, D_c = s_c²/2, D_a = s_a²/2 (Å²/frame), so that
+    D* = D_a + D_c and D_σ = ⟨|Σ Δr|²⟩/(6 N t) = D_a + N D_c, i.e. H_R = (D_a + D_c)/(D_a + N D_c)."""
+    rng = np.random.default_rng(seed)
+    s_c = step_A * np.sqrt(collective_share)
+    c = np.cumsum(rng.normal(0, s_c, (n_frames, 1, 3)), axis=0)
+    a = np.cumsum(rng.normal(0, step_A, (n_frames, n_li, 3)), axis=0)
+    drift = v_A_per_frame * np.arange(n_frames)[:, None, None] * np.array([1.0, 0.5, -0.3])
+    li = rng.uniform(0, L_BOX, (1, n_li, 3)) + c + a + drift
+    f = rng.uniform(0, L_BOX, (1, n_f, 3)) + rng.normal(0, 0.05, (n_frames, n_f, 3)) + drift
+    D_a, D_c = step_A ** 2 / 2, s_c ** 2 / 2
+    to_cm2_s = 0.1 / (DT_FS * EVERY)  # Å²/frame → cm²/s
+    truth = {"D_tracer_cm2_s": (D_a + D_c) * to_cm2_s, "D_charge_cm2_s": (D_a + n_li * D_c) * to_cm2_s,
+             "haven": (D_a + D_c) / (D_a + n_li * D_c)}
+    return np.concatenate([li, f], axis=1), ["Li"] * n_li + ["F"] * n_f, truth
+
+
+@pytest.fixture(scope="module")
+def collective_dump(tmp_path_factory) -> tuple[Path, dict]:
+    d = tmp_path_factory.mktemp("collective")
+    pos, el, truth = collective_walk()
+    write_dump(d / "dump.lammpstrj", pos, el)
+    return d / "dump.lammpstrj", truth
+
+
+def test_default_drift_recovers_known_haven_ratio(collective_dump, tmp_path: Path) -> None:
+    """Default settings (framework reference, all-origin charge MSD with block errors) give the known H_R."""
+    dump, truth = collective_dump
+    res = analyze_diffusion(dump, "Li", 600.0, DT_FS, tmp_path / "fw", n_bootstrap=50)
+    assert res["drift_correction"] == "framework" and res["drift_requested"] == "framework"
+    assert res["haven_source"] == "computed from the charge MSD"
+    h, he = res["haven_ratio"], res["haven_ratio_err"]
+    assert truth["haven"] == pytest.approx(0.525)
+    assert 0 < he < 0.25 * h, (h, he)
+    assert abs(h - truth["haven"]) < 2 * he, (h, he, truth["haven"])
+    assert abs(res["diffusivity_cm2_s"] - truth["D_tracer_cm2_s"]) < 0.05 * truth["D_tracer_cm2_s"]
+    Dc, Dce = res["charge_diffusivity_cm2_s"], res["charge_diffusivity_err_cm2_s"]
+    assert abs(Dc - truth["D_charge_cm2_s"]) < 2 * Dce and res["charge_diffusivity_rel_err"] < 0.5
+    assert len(res["charge_diffusivity_blocks_cm2_s"]) == 10
+    # the charge window is cut so that 10 blocks of origins each span at least twice its longest lag
+    assert res["charge_fit_window_fs"][1] <= (4000 - 1) / 21 * DT_FS * EVERY
+    assert res["valid"] and res["invalid_reasons"] == []
+    # 12 random F sites have no neighbours within 1.2 × their shortest distance: the bond-order check says so
+    assert res["structure_check"]["checked"] is False and "too sparse" in res["structure_check"]["note"]
+    assert res["conductivity"]["sigma_charge_S_cm"] == pytest.approx(res["conductivity"]["sigma_tracer_S_cm"] / h,
+                                                                     rel=0.01)
+    # drift=system also removes the share f = N m_Li / M of the Li collective displacement, so D_σ shrinks by
+    # (1 − f)² (0.387 for 20 Li / 12 F) and H_R comes out far above the truth
+    sysr = analyze_diffusion(dump, "Li", 600.0, DT_FS, tmp_path / "sys", n_bootstrap=50, drift="system",
+                             check_structure=False)
+    f = 20 * 6.94 / (20 * 6.94 + 12 * 18.998)
+    assert sysr["charge_diffusivity_cm2_s"] / Dc == pytest.approx((1 - f) ** 2, rel=0.03)
+    assert sysr["haven_ratio"] - truth["haven"] > 2 * sysr["haven_ratio_err"]
+    # no drift removal at all: the framework's momentum makes the Li MSD ballistic, flagged invalid
+    none = analyze_diffusion(dump, "Li", 600.0, DT_FS, tmp_path / "none", n_bootstrap=20, drift="none",
+                             check_structure=False)
+    assert not none["diffusive"] and not none["valid"]
+    assert any("not diffusive" in r for r in none["invalid_reasons"])
+
+
+def test_only_mobile_atoms_fall_back_to_system_drift(tmp_path: Path) -> None:
+    pos, el = random_walk(n_frames=100, n_li=16, n_host=0, seed=2)
+    write_dump(tmp_path / "li.dump", pos, el)
+    res = analyze_diffusion(tmp_path / "li.dump", "Li", 500, DT_FS, tmp_path / "o", n_bootstrap=10)
+    assert res["drift_requested"] == "framework" and res["drift_correction"] == "system"
+    assert "no framework atoms" in res["drift_note"]
+    assert res["structure_check"]["sublattice"] == "all atoms (no framework)"
+    assert json.loads((tmp_path / "o" / "diffusion.json").read_text())["drift_correction"] == "system"
+
+
+def test_noisy_charge_msd_gives_null_haven_with_needed_run_length(collective_dump, tmp_path: Path) -> None:
+    dump, _ = collective_dump
+    # a 5 % target cannot be met by this run: H_R is not reported, the needed length scales as (rel/target)²
+    res = analyze_diffusion(dump, "Li", 600.0, DT_FS, tmp_path / "a", n_bootstrap=20, haven_max_rel_err=0.05,
+                            check_structure=False)
+    rel = res["charge_diffusivity_rel_err"]
+    assert rel > 0.05 and res["haven_ratio"] is None and res["haven_ratio_err"] is None
+    assert res["haven_source"].startswith("not computed: charge MSD too noisy")
+    assert res["haven_required_duration_ps"] == pytest.approx(res["duration_ps"] * (rel / 0.05) ** 2)
+    assert res["conductivity"]["sigma_charge_S_cm"] is None
+    saved = json.loads((tmp_path / "a" / "diffusion.json").read_text())
+    assert saved["haven_ratio"] is None and "ps" in saved["haven_source"]
+    # a user value is used, labelled as assumed
+    res2 = analyze_diffusion(dump, "Li", 600.0, DT_FS, tmp_path / "b", n_bootstrap=20, haven_max_rel_err=0.05,
+                             haven=0.4, check_structure=False)
+    assert res2["haven_ratio"] == 0.4 and res2["haven_source"] == "assumed (user value)"
+    assert res2["conductivity"]["sigma_charge_S_cm"] == pytest.approx(res2["conductivity"]["sigma_tracer_S_cm"] / 0.4)
+    # a window starting beyond what the blocks allow: no D_σ at all, a lower bound on the run length instead
+    res3 = analyze_diffusion(dump, "Li", 600.0, DT_FS, tmp_path / "c", n_bootstrap=20, window_fs=(5000, 8000),
+                             check_structure=False)
+    assert res3["haven_ratio"] is None and "too short" in res3["haven_source"]
+    assert res3["haven_required_duration_ps"] > res3["duration_ps"]
+
+
+def vibrating(n_frames: int = 200, n_li: int = 32, n_host: int = 16, seed: int = 4) -> tuple[np.ndarray, list]:
+    """Every atom vibrates around a fixed site: the MSD saturates (log–log slope ≈ 0), nothing diffuses."""
+    rng = np.random.default_rng(seed)
+    sites = rng.uniform(0, L_BOX, (1, n_li + n_host, 3))
+    return sites + rng.normal(0, 0.3, (n_frames, n_li + n_host, 3)), ["Li"] * n_li + ["Pb"] * n_host
+
+
+def test_guard_non_diffusive_msd_is_invalid_and_excluded_from_arrhenius(tmp_path: Path) -> None:
+    pos, el = vibrating()
+    write_dump(tmp_path / "vib.dump", pos, el)
+    res = analyze_diffusion(tmp_path / "vib.dump", "Li", 800.0, DT_FS, tmp_path / "vib", n_bootstrap=20)
+    assert not res["diffusive"] and res["loglog_exponent"] < 0.8
+    saved = json.loads((tmp_path / "vib" / "diffusion.json").read_text())
+    assert saved["valid"] is False and any("not diffusive" in r for r in saved["invalid_reasons"])
+    # three good temperatures plus the vibrating one: it is left out and counted, the fit stays valid
+    good = [_diffusion_row(T) for T in (500.0, 600.0, 700.0)]
+    arr = analyze_arrhenius([*good, tmp_path / "vib" / "diffusion.json"], tmp_path / "arr")
+    assert arr["n_temperatures"] == 3 and arr["n_excluded"] == 1 and arr["valid"], arr["invalid_reasons"]
+    assert arr["excluded"][0]["temperature_K"] == 800.0 and "not diffusive" in arr["excluded"][0]["reasons"][0]
+    assert arr["activation_energy_eV"] == pytest.approx(0.3, abs=1e-6)
+
+
+def _diffusion_row(T: float, Ea: float = 0.3, D0: float = 1e-2, n: float = 2e22, **extra) -> dict:
+    """A diffusion result on an exact Arrhenius line (2 % error bars)."""
+    D = D0 * np.exp(-Ea / (8.617333262e-5 * T))
+    return {"species": "Li", "temperature_K": T, "diffusivity_cm2_s": D, "diffusivity_err_cm2_s": 0.02 * D,
+            "number_density_cm3": n, "diffusive": True, "loglog_exponent": 1.0, **extra}
+
+
+def test_guard_fewer_than_three_temperatures(tmp_path: Path, capsys) -> None:
+    rows = [_diffusion_row(T) for T in (600.0, 800.0)]
+    for i, r in enumerate(rows):
+        (tmp_path / f"d{i}.json").write_text(json.dumps(r))
+    arr = analyze_arrhenius([tmp_path / "d0.json", tmp_path / "d1.json"], tmp_path / "a")
+    assert arr["activation_energy_eV"] == pytest.approx(0.3, abs=1e-6)  # still fitted, but flagged
+    assert arr["valid"] is False and any("only 2 diffusive" in r for r in arr["invalid_reasons"])
+    assert json.loads((tmp_path / "a" / "arrhenius.json").read_text())["valid"] is False
+    # the CLI says so on stderr too
+    assert main(["analyze", "arrhenius", str(tmp_path / "d0.json"), str(tmp_path / "d1.json"), "-o",
+                 str(tmp_path / "cli")]) == 0
+    assert "INVALID Arrhenius fit: only 2 diffusive" in capsys.readouterr().err
+    # three temperatures of which one is invalid leave two: invalid, and nothing is fitted from one
+    one = analyze_arrhenius([_diffusion_row(600.0), _diffusion_row(700.0, diffusive=False, loglog_exponent=0.1)],
+                            tmp_path / "b")
+    assert one["valid"] is False and one["activation_energy_eV"] is None and one["n_excluded"] == 1
+    assert json.loads((tmp_path / "b" / "arrhenius.json").read_text())["activation_energy_eV"] is None
+
+
+def test_guard_negative_activation_energy(tmp_path: Path) -> None:
+    rows = [_diffusion_row(T, Ea=-0.1) for T in (500.0, 600.0, 700.0, 800.0)]  # D decreases with T
+    arr = analyze_arrhenius(rows, tmp_path)
+    assert arr["activation_energy_eV"] < 0 and arr["valid"] is False
+    assert any("Ea = " in r and "<= 0" in r for r in arr["invalid_reasons"])
+    assert json.loads((tmp_path / "arrhenius.json").read_text())["invalid_reasons"] == arr["invalid_reasons"]
+
+
+def test_guard_conductivity_outside_physical_range(tmp_path: Path) -> None:
+    # Ea = 1.5 eV: σ(300 K) ~ 1e-22 S/cm, far below anything measurable
+    low = analyze_arrhenius([_diffusion_row(T, Ea=1.5, D0=1.0) for T in (900.0, 1000.0, 1100.0)], tmp_path / "lo")
+    assert low["sigma_tracer_target_S_cm"] < 1e-12 and low["valid"] is False
+    assert any("outside the physical range" in r for r in low["invalid_reasons"])
+    # a huge prefactor: σ(300 K) > 10 S/cm
+    high = analyze_arrhenius([_diffusion_row(T, Ea=0.05, D0=10.0) for T in (500.0, 600.0, 700.0)], tmp_path / "hi")
+    assert high["sigma_tracer_target_S_cm"] > 10 and high["valid"] is False
+    assert any("tracer sigma(300 K)" in r for r in high["invalid_reasons"])
+    # a sane line is valid
+    ok = analyze_arrhenius([_diffusion_row(T) for T in (500.0, 600.0, 700.0)], tmp_path / "ok")
+    assert ok["valid"] and ok["invalid_reasons"] == [] and 1e-12 < ok["sigma_tracer_target_S_cm"] < 10
+
+
+def _hard_core_sites(n: int, dmin: float, seed: int) -> np.ndarray:
+    """n random points in the L_BOX cube no closer than dmin (periodic): a liquid-like arrangement."""
+    rng = np.random.default_rng(seed)
+    pts = np.empty((0, 3))
+    while len(pts) < n:
+        p = rng.uniform(0, L_BOX, 3)
+        d = pts - p
+        d -= L_BOX * np.round(d / L_BOX)
+        if not len(pts) or np.sqrt((d * d).sum(1)).min() > dmin:
+            pts = np.vstack([pts, p])
+    return pts
+
+
+def test_guard_melted_framework_is_invalid_and_excluded(tmp_path: Path) -> None:
+    from ase.build import bulk
+
+    crystal = bulk("Pb", "fcc", a=5.0, cubic=True).repeat(4)  # 256 atoms, a 20 Å cube like the dumps
+    rng = np.random.default_rng(9)
+    n_frames, n_li = 60, 16
+    step = np.sqrt(2 * D_TRUE / 0.1 * DT_FS * EVERY)
+    li = rng.uniform(0, L_BOX, (1, n_li, 3)) + np.cumsum(rng.normal(0, step, (n_frames, n_li, 3)), axis=0)
+    results = {}
+    for name, sites in (("crystal", crystal.get_positions()), ("melt", _hard_core_sites(256, 2.7, seed=1))):
+        fw = sites[None] + rng.normal(0, 0.05, (n_frames, 256, 3))
+        write_dump(tmp_path / f"{name}.dump", np.concatenate([li, fw], axis=1), ["Li"] * n_li + ["Pb"] * 256)
+        results[name] = analyze_diffusion(tmp_path / f"{name}.dump", "Li", 900.0, DT_FS, tmp_path / name,
+                                          n_bootstrap=20, reference=crystal)
+    ok, melt = results["crystal"], results["melt"]
+    assert ok["structure_check"]["checked"] and not ok["structure_check"]["melted"]
+    assert ok["structure_check"]["sublattice"] == "framework (Pb)"
+    assert ok["valid"], ok["invalid_reasons"]
+    assert melt["structure_check"]["melted"] and melt["valid"] is False
+    assert any("melted or amorphised" in r for r in melt["invalid_reasons"])
+    saved = json.loads((tmp_path / "melt" / "diffusion.json").read_text())
+    assert saved["valid"] is False and "q6" in saved["invalid_reasons"][0]
+    # in an Arrhenius fit the melted temperature is excluded with its reason
+    good = [_diffusion_row(T) for T in (500.0, 600.0, 700.0)]
+    arr = analyze_arrhenius([*good, tmp_path / "melt" / "diffusion.json"], tmp_path / "arr")
+    assert arr["n_excluded"] == 1 and any("melted" in r for r in arr["excluded"][0]["reasons"])

@@ -157,3 +157,45 @@ def test_ase_path_with_a_real_mace_model_keeps_cubic_symmetry(tmp_path: Path) ->
     assert scale > 0 and res["method"].startswith("ASE finite differences (MACECalculator")
     assert np.ptp(np.diag(C)[:3]) < 1e-3 * scale and np.ptp(np.diag(C)[3:]) < 1e-3 * scale
     assert abs(C[0, 3]) < 1e-3 * scale
+
+
+def test_ase_path_with_emt_and_other_labeller_specs(tmp_path: Path, capsys) -> None:
+    """`analyze elastic --structure S --model emt`: any `firemlip label` calculator spec works. The bulk modulus
+    (C11 + 2 C12)/3 must equal the one of an independent E(V) fit with the same calculator."""
+    from ase.calculators.emt import EMT
+    from ase.eos import EquationOfState
+    from ase.units import GPa
+
+    a_guess = 3.6
+    vols, ens = [], []
+    for s in np.linspace(0.97, 1.03, 9):
+        at = bulk("Cu", "fcc", a=a_guess * s, cubic=True)
+        at.calc = EMT()
+        vols.append(at.get_volume())
+        ens.append(at.get_potential_energy())
+    v0, _, B = EquationOfState(vols, ens, eos="birchmurnaghan").fit()
+    a0 = (v0 ** (1 / 3))
+    write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=a0, cubic=True))
+    assert main(["analyze", "elastic", "--structure", str(tmp_path / "cu.extxyz"), "--model", "emt",
+                 "-o", str(tmp_path / "emt")]) == 0
+    res = json.loads((tmp_path / "emt" / "elastic.json").read_text())
+    assert res["calculator"] == "emt" and res["method"] == "ASE finite differences (EMT)"
+    assert res["born_stable"] and res["cubic"]
+    assert res["B_hill_GPa"] == pytest.approx(B / GPa, rel=0.01), (res["B_hill_GPa"], B / GPa)
+    assert res["B_voigt_GPa"] == pytest.approx(res["B_reuss_GPa"], rel=1e-6)  # cubic: the bounds agree on B
+    assert res["G_voigt_GPa"] > res["G_reuss_GPa"] and res["E_hill_GPa"] > res["G_hill_GPa"]
+    # python:module:function gives the same calculator
+    assert main(["analyze", "elastic", "--structure", str(tmp_path / "cu.extxyz"), "--model",
+                 "python:ase.calculators.emt:EMT", "-o", str(tmp_path / "py")]) == 0
+    res_py = json.loads((tmp_path / "py" / "elastic.json").read_text())
+    assert res_py["C11_GPa"] == pytest.approx(res["C11_GPa"], rel=1e-9)
+    # an element the calculator lacks, and an unknown spec: one-line errors, exit status 2
+    write(tmp_path / "li.extxyz", bulk("Li", "bcc", a=3.44, cubic=True))
+    capsys.readouterr()
+    assert main(["analyze", "elastic", "--structure", str(tmp_path / "li.extxyz"), "--model", "emt",
+                 "-o", str(tmp_path / "x")]) == 2
+    assert main(["analyze", "elastic", "--structure", str(tmp_path / "cu.extxyz"), "--model", "nonsense",
+                 "-o", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "Li" in err[0] and "not supported by calculator 'emt'" in err[0]
+    assert "unknown" in err[1]

@@ -132,3 +132,48 @@ def test_structure_check_flags_melted_and_collapsed_frames(tmp_path: Path) -> No
     assert res["flagged_frames"] == [2, 3] and (tmp_path / "s" / "structure.png").exists()
     with pytest.raises(FiremlipError):
         structure_check([], ref)
+
+
+def test_report_flags_invalid_transport_results_and_names_moduli(tmp_path: Path) -> None:
+    """report.md/.html: invalid diffusion rows and an invalid Arrhenius fit are flagged (red in HTML), old files
+    without `valid` are re-checked, moduli carry their names and every table header its unit."""
+    from firemlip.analysis.arrhenius import analyze_arrhenius
+    from firemlip.analysis.elastic import cubic_tensor, elastic_properties
+    from firemlip.report import build_report
+
+    an = tmp_path / "run" / "14_analyze"
+    kB = 8.617333262e-5
+    rows = []
+    for T, ok in ((600.0, True), (800.0, False)):
+        D = 1e-2 * np.exp(-0.3 / (kB * T))
+        d = {"species": "Li", "temperature_K": T, "diffusivity_cm2_s": D, "diffusivity_err_cm2_s": 0.02 * D,
+             "number_density_cm3": 2e22, "loglog_exponent": 1.0 if ok else 0.1, "diffusive": ok,
+             "haven_ratio": None, "haven_source": "not computed: charge MSD too noisy",
+             "conductivity": {"sigma_tracer_S_cm": 1e-2, "sigma_tracer_err_S_cm": 1e-3}}
+        d["invalid_reasons"] = [] if ok else ["MSD not diffusive: log-log slope 0.10"]
+        d["valid"] = ok
+        (an / f"diffusion_{T:g}K").mkdir(parents=True)
+        (an / f"diffusion_{T:g}K" / "diffusion.json").write_text(json.dumps(d))
+        rows.append(an / f"diffusion_{T:g}K" / "diffusion.json")
+    arr = analyze_arrhenius(rows, an / "arrhenius")
+    assert arr["valid"] is False and arr["n_excluded"] == 1
+    (an / "elastic").mkdir()
+    (an / "elastic" / "elastic.json").write_text(json.dumps(elastic_properties(cubic_tensor(170.0, 122.0, 75.0))))
+    md_path, html_path = build_report(tmp_path / "run")
+    md, html = md_path.read_text(), html_path.read_text()
+    for text in (md, html):
+        for header in ("T (K)", "D* (cm²/s)", "σ tracer (S/cm)", "Ea (eV)", "σ tracer(300 K) (S/cm)",
+                       "bulk modulus B (GPa)", "shear modulus G (GPa)", "Young's modulus E (GPa)",
+                       "Poisson's ratio ν", "C_ij (GPa)", "Hill (average)", "Voigt (bound)", "Reuss (bound)"):
+            assert header.replace("'", "&#x27;") in text or header in text, header
+    assert "INVALID Arrhenius fit / extrapolation: only 1 diffusive temperature(s)" in md
+    assert "| ⚠ 800 |" in md and "| 600 |" in md and "MSD not diffusive" in md
+    assert html.count('<tr class="invalid">') == 3  # the 800 K row, the fit row, the excluded-temperature row
+    assert '<p class="invalid">' in html and ".invalid,tr.invalid td{color:#c00" in html
+    # an Arrhenius file from before the guards (no `valid` key) with Ea < 0 is still flagged
+    old = {"n_temperatures": 4, "activation_energy_eV": -0.1, "activation_energy_err_eV": 0.01,
+           "target_temperature_K": 300.0, "sigma_tracer_target_S_cm": 50.0, "temperatures_K": [500, 600, 700, 800]}
+    (an / "arrhenius" / "arrhenius.json").write_text(json.dumps(old))
+    md = build_report(tmp_path / "run")[0].read_text()
+    assert "INVALID Arrhenius fit / extrapolation: Ea = -0.1 eV <= 0" in md and "outside the physical range" in md
+    assert "| 50 (INVALID) |" in md

@@ -189,7 +189,9 @@ class AnalyzeStage(_Strict):
     charge: float | None = None
     haven: float | None = None
     target_T_K: PositiveFloat = 300.0
-    drift: Literal["system", "framework", "none"] = "system"
+    #: centre of mass removed from the displacements: the framework's (non-mobile atoms; the literature's and
+    #: kinisi's reference, falls back to system when there is none), the whole cell's, or none
+    drift: Literal["framework", "system", "none"] = "framework"
 
 
 class AuditStage(_Strict):

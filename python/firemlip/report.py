@@ -1,7 +1,12 @@
 """Run report: ``report.md`` and ``report.html`` (plots embedded) from a run directory's stage outputs.
 
 Everything in the report is read from the files the stages wrote (manifests, metrics, analysis JSON);
-nothing is filled in by hand. Units: meV/atom, meV/Å, GPa, cm²/s, S/cm, eV, seconds.
+nothing is filled in by hand. Units: meV/atom, meV/Å, GPa, cm²/s, S/cm, eV, K, seconds.
+
+Results that the analyses mark invalid (``valid: false`` with ``invalid_reasons``: a non-diffusive MSD, a
+melted framework, too few temperatures, Ea ≤ 0, σ outside the physical range, …) are printed in red in the HTML
+and flagged "INVALID" in the Markdown, never as plain numbers; analysis files written before those keys existed
+are checked again here with the same functions.
 """
 
 from __future__ import annotations
@@ -59,16 +64,25 @@ class _Doc:
         self.md.append(text + "\n")
         self.html.append(f"<p>{html.escape(text)}</p>")
 
-    def table(self, header: list[str], rows: list[list[str]]) -> None:
+    def invalid(self, what: str, reasons: list[str]) -> None:
+        """A red (HTML) / bold INVALID (Markdown) paragraph listing why ``what`` cannot be trusted."""
+        text = f"INVALID {what}: " + "; ".join(reasons)
+        self.md.append(f"**⚠ {text}**\n")
+        self.html.append(f'<p class="invalid">⚠ {html.escape(text)}</p>')
+
+    def table(self, header: list[str], rows: list[list[str]], invalid: list[bool] | None = None) -> None:
+        """A table; rows whose ``invalid`` entry is True are red in HTML and marked ⚠ in Markdown."""
         if not rows:
             return
+        bad = invalid or [False] * len(rows)
         self.md.append("| " + " | ".join(header) + " |")
         self.md.append("| " + " | ".join("---" for _ in header) + " |")
-        for r in rows:
-            self.md.append("| " + " | ".join(r) + " |")
+        for r, b in zip(rows, bad, strict=True):
+            self.md.append("| " + " | ".join((f"⚠ {c}" if b and i == 0 else c) for i, c in enumerate(r)) + " |")
         self.md.append("")
         th = "".join(f"<th>{html.escape(c)}</th>" for c in header)
-        trs = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        trs = "".join(("<tr class=\"invalid\">" if b else "<tr>")
+                      + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r, b in zip(rows, bad, strict=True))
         self.html.append(f"<table><thead><tr>{th}</tr></thead><tbody>{trs}</tbody></table>")
 
     def img(self, path: Path, caption: str) -> None:
@@ -110,7 +124,8 @@ def build_report(run_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
     write_text_atomic(md_path, "\n".join(doc.md) + "\n")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;line-height:1.4}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:3px 8px;"
-             "text-align:right}th{background:#eee}img{max-width:100%}figcaption{color:#555;font-size:90%}")
+             "text-align:right}th{background:#eee}img{max-width:100%}figcaption{color:#555;font-size:90%}"
+             ".invalid,tr.invalid td{color:#c00;font-weight:bold}")
     write_text_atomic(html_path, "<!DOCTYPE html><html><head><meta charset='utf-8'><title>firemlip report"
                       f"</title><style>{style}</style></head><body>" + "\n".join(doc.html) + "</body></html>\n")
     return md_path, html_path
@@ -198,52 +213,105 @@ def _audit(doc: _Doc, stages: dict[str, Path]) -> None:
         doc.img(p, p.stem.replace("_", " "))
 
 
+def _flag(text: str, invalid: bool) -> str:
+    return f"{text} (INVALID)" if invalid and text != "–" else text
+
+
 def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
+    from firemlip.analysis.arrhenius import arrhenius_validity
+    from firemlip.analysis.diffusion import diffusion_validity
+
     d = stages.get("analyze")
     if not d:
         return
     doc.h("Transport")
-    rows = []
+    rows, bad, notes = [], [], []
     outs = (_load(d / "manifest.json") or {}).get("outputs")
     current = sorted(d / Path(o).parent for o in outs if o.endswith("diffusion.json")) if outs else \
         sorted(d.glob("diffusion_*"))
     for sub in current:
         j = _load(sub / "diffusion.json") or {}
         c = j.get("conductivity") or {}
-        rows.append([_fmt(j.get("temperature_K")), _pm(j.get("diffusivity_cm2_s"), j.get("diffusivity_err_cm2_s")),
-                     _pm(c.get("haven_ratio", j.get("haven_ratio")), c.get("haven_ratio_err")),
+        reasons = list(j.get("invalid_reasons") or []) if "valid" in j else diffusion_validity(j)
+        inv = bool(reasons) or j.get("valid") is False
+        rows.append([_fmt(j.get("temperature_K")),
+                     _flag(_pm(j.get("diffusivity_cm2_s"), j.get("diffusivity_err_cm2_s")), inv),
+                     _fmt(j.get("loglog_exponent")),
+                     _flag(_pm(c.get("haven_ratio", j.get("haven_ratio")),
+                               c.get("haven_ratio_err", j.get("haven_ratio_err"))), inv),
                      str(c.get("haven_source", j.get("haven_source", "–"))),
-                     _pm(c.get("sigma_tracer_S_cm"), c.get("sigma_tracer_err_S_cm")),
-                     _pm(c.get("sigma_charge_S_cm"), c.get("sigma_charge_err_S_cm"))])
-    doc.table(["T (K)", "D* (cm²/s)", "Haven ratio", "H_R source", "σ tracer (S/cm)", "σ charge (S/cm)"], rows)
+                     _flag(_pm(c.get("sigma_tracer_S_cm"), c.get("sigma_tracer_err_S_cm")), inv),
+                     _flag(_pm(c.get("sigma_charge_S_cm"), c.get("sigma_charge_err_S_cm")), inv),
+                     str(j.get("drift_correction", "–")),
+                     "no: " + "; ".join(reasons) if inv else "yes"])
+        bad.append(inv)
+        if j.get("haven_required_duration_ps") is not None and j.get("haven_note"):
+            notes.append(f"{_fmt(j.get('temperature_K'))} K: Haven ratio not computed — {j['haven_note']}")
+    doc.table(["T (K)", "D* (cm²/s)", "MSD log-log slope", "Haven ratio H_R", "H_R source", "σ tracer (S/cm)",
+               "σ charge (S/cm)", "drift reference", "valid"], rows, bad)
+    for n in notes:
+        doc.p(n)
     for sub in current:
         doc.img(sub / "msd.png", f"MSD {sub.name}")
     a = _load(d / "arrhenius" / "arrhenius.json")
     note = (_load(d / "manifest.json") or {}).get("arrhenius")
-    if note:
+    if note and not a:
         doc.p(f"Arrhenius: {note}")
     if a:
-        doc.p(f"Arrhenius over {a.get('n_temperatures', '?')} temperatures: Ea = "
-              f"{_pm(a.get('activation_energy_eV'), a.get('activation_energy_err_eV'))} eV; extrapolated to "
-              f"{_fmt(a.get('target_temperature_K'))} K: D = "
-              f"{_pm(a.get('diffusivity_target_cm2_s'), a.get('diffusivity_target_err_cm2_s'))} cm²/s, "
-              f"σ (tracer, Haven ratio {_fmt(a.get('haven_ratio'))}, {a.get('haven_source', '?')}) = "
-              f"{_fmt(a.get('sigma_tracer_target_S_cm'))} S/cm")
+        reasons = list(a.get("invalid_reasons") or []) if "valid" in a else arrhenius_validity(a)
+        inv = bool(reasons) or a.get("valid") is False
+        Tt = _fmt(a.get("target_temperature_K"))
+        doc.h("Arrhenius fit and extrapolation", 3)
+        if inv:
+            doc.invalid("Arrhenius fit / extrapolation", reasons or ["marked invalid"])
+        used = ", ".join(_fmt(t) for t in a.get("temperatures_K") or [])
+        doc.table(["temperatures fitted (K)", "excluded", "Ea (eV)", f"D({Tt} K) (cm²/s)",
+                   f"σ tracer({Tt} K) (S/cm)", f"σ charge({Tt} K) (S/cm)", "Haven ratio H_R", "H_R source", "valid"],
+                  [[used or "–", str(a.get("n_excluded", 0)),
+                    _flag(_pm(a.get("activation_energy_eV"), a.get("activation_energy_err_eV")), inv),
+                    _flag(_pm(a.get("diffusivity_target_cm2_s"), a.get("diffusivity_target_err_cm2_s")), inv),
+                    _flag(_fmt(a.get("sigma_tracer_target_S_cm")), inv),
+                    _flag(_fmt(a.get("sigma_charge_target_S_cm")), inv),
+                    _fmt(a.get("haven_ratio")), str(a.get("haven_source", "–")), "no" if inv else "yes"]], [inv])
+        ex = a.get("excluded") or []
+        if ex:
+            doc.table(["excluded T (K)", "reason"], [[_fmt(e.get("temperature_K")), "; ".join(e.get("reasons", []))]
+                                                     for e in ex], [True] * len(ex))
         for p in sorted((d / "arrhenius").glob("*.png")):
             doc.img(p, "Arrhenius plot")
     e = _load(d / "elastic" / "elastic.json")
     if e:
-        doc.h("Elastic constants")
-        C = e.get("C_GPa") or e.get("C_ij_GPa")
-        if isinstance(C, list):
-            doc.table(["C (GPa)", *[str(i + 1) for i in range(6)]],
-                      [[str(i + 1), *[_fmt(x) for x in r]] for i, r in enumerate(C)])
-        props = e.get("properties", e)
-        keys = [k for k in ("B_hill_GPa", "G_hill_GPa", "E_hill_GPa", "poisson_hill", "born_stable",
-                            "universal_anisotropy") if k in props]
-        doc.table(["quantity", "value"], [[k, _fmt(props[k])] for k in keys])
-        for p in sorted((d / "elastic").glob("*.png")):
-            doc.img(p, "elastic constants")
+        _elastic(doc, e, d / "elastic")
+
+
+def _elastic(doc: _Doc, e: dict[str, Any], d: Path) -> None:
+    doc.h("Elastic constants")
+    if e.get("method"):
+        doc.p(f"Method: {e['method']}" + (f"; temperature {_fmt(e['temperature_K'])} K"
+                                          if e.get("temperature_K") is not None else "")
+              + (f"; calculator {e['calculator']}" if e.get("calculator") else ""))
+    stable = e.get("born_stable")
+    if stable is False:
+        doc.invalid("elastic moduli", [str(e.get("note_stability") or "not Born-stable")])
+    C = e.get("C_GPa") or e.get("C_ij_GPa")
+    if isinstance(C, list):
+        doc.table(["C_ij (GPa)", *[str(i + 1) for i in range(6)]],
+                  [[str(i + 1), *[_fmt(x) for x in r]] for i, r in enumerate(C)])
+    props = e.get("properties", e)
+    rows = []
+    for avg in ("hill", "voigt", "reuss"):
+        if f"B_{avg}_GPa" in props:
+            rows.append([avg.capitalize() + (" (average)" if avg == "hill" else " (bound)"),
+                         _fmt(props.get(f"B_{avg}_GPa")), _fmt(props.get(f"G_{avg}_GPa")),
+                         _fmt(props.get(f"E_{avg}_GPa")), _fmt(props.get(f"poisson_{avg}"))])
+    doc.table(["polycrystal estimate", "bulk modulus B (GPa)", "shear modulus G (GPa)", "Young's modulus E (GPa)",
+               "Poisson's ratio ν (dimensionless)"], rows, [stable is False] * len(rows))
+    extra = [[_fmt(props.get("born_stable")), _fmt(props.get("universal_anisotropy")),
+              _fmt(props.get("zener_anisotropy"))]] if "born_stable" in props else []
+    doc.table(["Born-stable", "universal anisotropy A_U (dimensionless)", "Zener ratio A (dimensionless)"], extra,
+              [stable is False] * len(extra))
+    for p in sorted(d.glob("*.png")):
+        doc.img(p, "elastic constants")
 
 
 def _timings(doc: _Doc, stages: dict[str, Path]) -> None:

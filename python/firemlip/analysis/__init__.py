@@ -13,6 +13,10 @@ Python entry points (each writes ``<name>.json`` with units and uncertainties pl
 * :func:`firemlip.analysis.structure.structure_check` / :func:`~firemlip.analysis.structure.analyze_structure`
 
 CLI: ``firemlip analyze diffusion|arrhenius|conductivity|impedance|elastic|scaling|structure``.
+
+Transport results carry ``valid`` and ``invalid_reasons`` (non-diffusive MSD, melted framework, fewer than 3
+temperatures, Ea ≤ 0, σ outside the physical range); the CLI repeats the reasons on stderr as
+``firemlip: INVALID …`` lines. Diffusion removes the framework's centre-of-mass drift by default (``--drift``).
 """
 
 from __future__ import annotations
@@ -28,6 +32,15 @@ def _print(res: dict[str, Any], keys: tuple[str, ...]) -> None:
     print(json.dumps({k: res.get(k) for k in keys if k in res}, indent=1, default=str))
 
 
+def _warn_invalid(res: dict[str, Any], what: str) -> None:
+    """One stderr line per reason when a result is marked invalid (the JSON holds the same)."""
+    import sys
+
+    if res.get("valid") is False:
+        for r in res.get("invalid_reasons") or []:
+            sys.stderr.write(f"firemlip: INVALID {what}: {r}\n")
+
+
 def _diffusion(args: argparse.Namespace) -> int:
     from firemlip.analysis.diffusion import analyze_diffusion
 
@@ -35,12 +48,16 @@ def _diffusion(args: argparse.Namespace) -> int:
                             elements=args.elements, drift=args.drift, end_fraction=args.end_fraction,
                             window_fs=tuple(args.window_fs) if args.window_fs else None,
                             n_bootstrap=args.bootstrap, n_blocks=args.blocks, charge=args.charge,
-                            haven=args.haven, seed=args.seed)
-    _print(res, ("species", "temperature_K", "diffusivity_cm2_s", "diffusivity_err_cm2_s", "fit_window_fs",
-                 "loglog_exponent", "haven_ratio", "haven_ratio_err", "haven_source", "warning"))
+                            haven=args.haven, haven_max_rel_err=args.haven_max_rel_err, reference=args.reference,
+                            check_structure=not args.no_structure_check, seed=args.seed)
+    _print(res, ("species", "temperature_K", "drift_correction", "diffusivity_cm2_s", "diffusivity_err_cm2_s",
+                 "fit_window_fs", "loglog_exponent", "diffusive", "charge_diffusivity_cm2_s",
+                 "charge_diffusivity_err_cm2_s", "haven_ratio", "haven_ratio_err", "haven_source",
+                 "haven_required_duration_ps", "warning", "valid", "invalid_reasons"))
     if res.get("conductivity"):
         c = res["conductivity"]
         _print(c, ("sigma_tracer_S_cm", "sigma_tracer_err_S_cm", "sigma_charge_S_cm", "sigma_charge_err_S_cm"))
+    _warn_invalid(res, f"diffusion at {res['temperature_K']:g} K")
     return 0
 
 
@@ -51,7 +68,8 @@ def _arrhenius(args: argparse.Namespace) -> int:
                             confidence=args.confidence, haven=args.haven, charge=args.charge)
     _print(res, ("species", "activation_energy_eV", "activation_energy_err_eV", "target_temperature_K",
                  "diffusivity_target_cm2_s", "diffusivity_target_band_cm2_s", "sigma_tracer_target_S_cm",
-                 "sigma_charge_target_S_cm", "haven_source"))
+                 "sigma_charge_target_S_cm", "haven_source", "n_excluded", "valid", "invalid_reasons"))
+    _warn_invalid(res, "Arrhenius fit")
     return 0
 
 
@@ -61,7 +79,8 @@ def _conductivity(args: argparse.Namespace) -> int:
     res = analyze_conductivity(args.diffusion_json, args.out, charge=args.charge, haven=args.haven,
                                measured=args.measured)
     _print(res, ("species", "temperature_K", "sigma_tracer_S_cm", "sigma_tracer_err_S_cm", "sigma_charge_S_cm",
-                 "sigma_charge_err_S_cm", "haven_ratio", "haven_source"))
+                 "sigma_charge_err_S_cm", "haven_ratio", "haven_source", "valid", "invalid_reasons"))
+    _warn_invalid(res, "conductivity")
     return 0
 
 
@@ -83,20 +102,14 @@ def _elastic(args: argparse.Namespace) -> int:
             "G_hill_GPa", "E_hill_GPa", "poisson_hill", "universal_anisotropy", "note_anisotropy")
     if args.structure:
         if not args.model:
-            raise FiremlipError("analyze elastic --structure needs --model (a MACE .model file)")
-        import os
-
-        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-        from mace.calculators import MACECalculator
-
-        from firemlip.analysis.elastic import analyze_elastic_ase
-        from firemlip.errors import require_file
+            raise FiremlipError("analyze elastic --structure needs --model (a MACE .model file or any labeller "
+                                "spec: emt, lj, mace:PATH, python:module:function, ...)")
+        from firemlip.analysis.elastic import analyze_elastic_ase, calculator_from_spec
         from firemlip.io import read_frames
 
-        require_file(args.model, "MACE model")
         atoms = read_frames(args.structure, index=0, what="structure")[0]
-        calc = MACECalculator(model_paths=str(args.model), device=args.device, default_dtype="float64")
-        res = analyze_elastic_ase(atoms, calc, args.out, strain=args.strain, fmax=args.fmax)
+        calc, spec = calculator_from_spec(args.model, dict(args.set or []), atoms, device=args.device)
+        res = analyze_elastic_ase(atoms, calc, args.out, strain=args.strain, fmax=args.fmax, calculator=spec)
     else:
         if not args.run_dir:
             raise FiremlipError("analyze elastic needs a LAMMPS run directory (or --structure with --model)")
@@ -129,7 +142,8 @@ def _structure(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: Any) -> None:
     """Add ``firemlip analyze <kind>`` with nested sub-commands."""
-    from firemlip.cli import OneLineParser, nonneg_float, positive_int
+    from firemlip.analysis.diffusion import DEFAULT_DRIFT, DRIFT_CHOICES, HAVEN_MAX_REL_ERR
+    from firemlip.cli import OneLineParser, key_value, nonneg_float, positive_int
 
     p = subparsers.add_parser("analyze", help="analyse LAMMPS runs and measurements (D, Ea, σ, C_ij, scaling, …)",
                               description="Analyses; each writes <name>.json (units, uncertainties) and a PNG.")
@@ -149,14 +163,27 @@ def register_cli(subparsers: Any) -> None:
     d.add_argument("--timestep-fs", type=pos_float, required=True, help="MD time step (fs)")
     d.add_argument("-o", "--out", default="analysis_diffusion", help="output directory")
     d.add_argument("--elements", nargs="+", help="symbols of LAMMPS types 1, 2, … when the dump lacks 'element'")
-    d.add_argument("--drift", choices=("system", "framework", "none"), default="system",
-                   help="centre-of-mass drift removed per frame (default: whole system)")
+    d.add_argument("--drift", choices=DRIFT_CHOICES, default=DEFAULT_DRIFT,
+                   help="centre of mass removed per frame (default: %(default)s = the non-mobile atoms, as in the "
+                        "literature and kinisi; 'system' removes the whole cell's, which also cancels part of the "
+                        "mobile ions' collective motion and biases the charge MSD and Haven ratio; with no "
+                        "framework atoms 'system' is used and recorded)")
     d.add_argument("--end-fraction", type=pos_float, default=0.5, help="fit window ends at this fraction of the run")
     d.add_argument("--window-fs", type=nonneg_float, nargs=2, metavar=("T0", "T1"), help="fixed fit window (fs)")
     d.add_argument("--bootstrap", type=positive_int, default=200, help="bootstrap resamples over atoms")
-    d.add_argument("--blocks", type=positive_int, default=10, help="time blocks for the charge MSD")
+    d.add_argument("--blocks", type=positive_int, default=10,
+                   help="blocks of time origins for the charge-MSD error (the fit window is cut to a lag of at "
+                        "most run/(2×blocks+1))")
     d.add_argument("--charge", type=float, help="ion charge in e (default: formal charge of the species)")
-    d.add_argument("--haven", type=pos_float, help="Haven ratio to assume when the charge MSD is too noisy")
+    d.add_argument("--haven", type=pos_float, help="Haven ratio to assume when the charge MSD is too noisy "
+                                                   "(reported as 'assumed (user value)')")
+    d.add_argument("--haven-max-rel-err", type=pos_float, default=HAVEN_MAX_REL_ERR,
+                   help="largest relative error of D_sigma for which H_R is reported (default %(default)s); above "
+                        "it H_R is null and the run length needed is estimated")
+    d.add_argument("--reference", help="structure file of the starting crystal for the melting check of the final "
+                                       "frames (default: the first frame)")
+    d.add_argument("--no-structure-check", action="store_true",
+                   help="skip the pyscal3 melting/collapse check of the final frames")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_diffusion)
 
@@ -193,10 +220,14 @@ def register_cli(subparsers: Any) -> None:
     e.add_argument("run_dir", nargs="?", help="LAMMPS run directory of templates/elastic.in.j2")
     e.add_argument("-o", "--out", default="analysis_elastic")
     e.add_argument("--structure", help="ASE path: relaxed structure file (no LAMMPS needed)")
-    e.add_argument("--model", help="ASE path: MACE .model file")
+    e.add_argument("--model", help="ASE path: the calculator: a MACE .model file or any labeller spec that "
+                                   "`firemlip label --calculator` accepts (emt, lj, mace:PATH, "
+                                   "python:module:function, gpaw, ...)")
+    e.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE",
+                   help="ASE path: calculator setting (repeatable), as for `firemlip label`")
     e.add_argument("--strain", type=pos_float, default=1e-3, help="ASE path: strain amplitude")
     e.add_argument("--fmax", type=pos_float, default=1e-4, help="ASE path: ionic relaxation force limit (eV/Å)")
-    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    e.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="ASE path: device of a MACE model")
     e.set_defaults(func=_elastic)
 
     s = sub.add_parser("scaling", help="ms/step and µs/atom/step vs atoms, log–log plot")

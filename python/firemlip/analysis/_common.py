@@ -20,6 +20,12 @@ A2_PER_FS_TO_CM2_PER_S = 0.1
 EV_A3_TO_GPA = 160.21766208
 #: 1 bar in GPa.
 BAR_TO_GPA = 1e-4
+#: Physical range of an ionic conductivity (S/cm): no solid or liquid electrolyte exceeds ~1 S/cm at room
+#: temperature (the best superionic conductors reach 1e-2 to 1e-1), and below 1e-12 S/cm an extrapolated value
+#: is indistinguishable from an insulator and far beyond what MD time scales can resolve. A σ outside it marks
+#: the result invalid.
+SIGMA_MAX_S_CM = 10.0
+SIGMA_MIN_S_CM = 1e-12
 
 #: Common formal (oxidation-state) charges of mobile ions, in units of e.
 FORMAL_CHARGES: dict[str, int] = {

@@ -4,6 +4,12 @@ The fit is a weighted straight line ln D = ln D0 − (Ea/k_B)(1/T) with σ(ln D)
 absolute errors; when χ²/dof > 1 the covariance is scaled by it so scatter beyond the error bars widens the
 uncertainty). Ea in eV, D in cm²/s, σ in S/cm, T in K. The extrapolated ln D(T*) has variance
 J Σ Jᵀ with J = (1, 1/T*); the confidence band uses Student's t with the fit's degrees of freedom.
+
+Guards (:func:`analyze_arrhenius`): temperatures whose diffusion result is invalid (non-diffusive MSD, D ≤ 0,
+melted or collapsed framework, …; see :func:`firemlip.analysis.diffusion.diffusion_validity`) are left out of
+the fit and listed with their reasons. The fit and its extrapolation are ``valid: false`` with
+``invalid_reasons`` when fewer than ``MIN_ARRHENIUS_TEMPERATURES`` diffusive temperatures remain, when Ea ≤ 0,
+or when the extrapolated σ lies outside [``SIGMA_MIN_S_CM``, ``SIGMA_MAX_S_CM``].
 """
 
 from __future__ import annotations
@@ -15,8 +21,19 @@ from typing import Any
 
 import numpy as np
 
-from firemlip.analysis._common import BOLTZMANN_EV_K, mpl, read_json, save_figure, write_result
+from firemlip.analysis._common import (
+    BOLTZMANN_EV_K,
+    SIGMA_MAX_S_CM,
+    SIGMA_MIN_S_CM,
+    mpl,
+    read_json,
+    save_figure,
+    write_result,
+)
 from firemlip.errors import FiremlipError
+
+#: An Arrhenius fit over fewer diffusive temperatures than this is reported but marked invalid.
+MIN_ARRHENIUS_TEMPERATURES = 3
 
 
 def arrhenius_fit(temperatures_K: Sequence[float], diffusivities_cm2_s: Sequence[float],
@@ -98,17 +115,45 @@ def _ln_band(fit: dict[str, Any], T: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return a + b / T, s
 
 
+def arrhenius_validity(res: dict[str, Any]) -> list[str]:
+    """Reasons why an ``arrhenius.json`` content (Ea, extrapolated D and σ) cannot be trusted; empty when it can.
+
+    Checks: at least MIN_ARRHENIUS_TEMPERATURES diffusive temperatures in the fit, Ea > 0, every extrapolated σ
+    within [SIGMA_MIN_S_CM, SIGMA_MAX_S_CM]. Works on results written before ``valid`` existed.
+    """
+    reasons: list[str] = []
+    n = res.get("n_temperatures") or 0
+    n_ex = res.get("n_excluded") or 0
+    if n < MIN_ARRHENIUS_TEMPERATURES:
+        reasons.append(f"only {n} diffusive temperature(s) in the fit (need at least {MIN_ARRHENIUS_TEMPERATURES})"
+                       + (f"; {n_ex} excluded" if n_ex else ""))
+    ea = res.get("activation_energy_eV")
+    if ea is not None and not ea > 0:
+        reasons.append(f"Ea = {ea:.3g} eV <= 0: D does not increase with temperature")
+    Tt = res.get("target_temperature_K", 300.0)
+    for key in ("sigma_tracer_target_S_cm", "sigma_charge_target_S_cm"):
+        v = res.get(key)
+        if v is not None and not (SIGMA_MIN_S_CM <= v <= SIGMA_MAX_S_CM):
+            reasons.append(f"extrapolated {key.split('_')[1]} sigma({Tt:g} K) = {v:.3g} S/cm outside the physical "
+                           f"range {SIGMA_MIN_S_CM:g}-{SIGMA_MAX_S_CM:g} S/cm")
+    return reasons
+
+
 def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]], out_dir: str | os.PathLike[str],
                       *, target_T_K: float = 300.0, confidence: float = 0.95, haven: float | None = None,
                       charge: float | None = None) -> dict[str, Any]:
     """Arrhenius stage over ``diffusion.json`` results (paths or dicts) of one species at several T.
 
-    Writes ``arrhenius.json`` and ``arrhenius.png``. σ at ``target_T_K`` (S/cm) follows from the extrapolated D
-    with the mean number density of the runs: tracer-based (H_R = 1) and charge-based with the mean computed
-    Haven ratio of the runs, else ``haven`` (reported as assumed).
+    Writes ``arrhenius.json`` and ``arrhenius.png``. Results that are invalid (non-diffusive, D ≤ 0, melted, …)
+    are excluded from the fit and listed in ``excluded`` with their reasons. σ at ``target_T_K`` (S/cm) follows
+    from the extrapolated D with the mean number density of the runs: tracer-based (H_R = 1) and charge-based
+    with the mean computed Haven ratio of the fitted runs, else ``haven`` (reported as assumed). The result
+    always carries ``valid`` and ``invalid_reasons`` (:func:`arrhenius_validity`); with fewer than two usable
+    temperatures nothing is fitted (Ea and σ are null) and the result is invalid.
     """
     from firemlip.analysis._common import formal_charge
     from firemlip.analysis.conductivity import nernst_einstein
+    from firemlip.analysis.diffusion import diffusion_validity
 
     rows = []
     for r in results:
@@ -116,23 +161,49 @@ def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]]
         d = r if isinstance(r, dict) else read_json(r, "diffusion result")
         if d.get("temperature_K") is None:
             raise FiremlipError(f"{name}: no temperature_K in the diffusion result")
-        if d.get("diffusivity_cm2_s") is None:
+        if "diffusivity_cm2_s" not in d:
             raise FiremlipError(f"{name}: no diffusivity_cm2_s in the diffusion result")
         rows.append((name, d))
-    if len(rows) < 2:
-        raise FiremlipError(f"arrhenius: too few results for a fit ({len(rows)}; need at least 2 temperatures)")
+    if not rows:
+        raise FiremlipError("arrhenius: no diffusion results given")
     species = {d.get("species") for _, d in rows}
     if len(species) > 1:
         raise FiremlipError(f"arrhenius: results mix species {sorted(map(str, species))}")
-    T = [float(d["temperature_K"]) for _, d in rows]
-    D = [float(d["diffusivity_cm2_s"]) for _, d in rows]
-    errs = [d.get("diffusivity_err_cm2_s") for _, d in rows]
-    E = None if any(e is None or not e > 0 for e in errs) else [float(e) for e in errs]
-    fit = arrhenius_fit(T, D, E, target_T_K=target_T_K, confidence=confidence)
     sp = species.pop()
-    res: dict[str, Any] = {"analysis": "arrhenius", "species": sp, "inputs": [n for n, _ in rows], **fit}
-    dens = [d.get("number_density_cm3") for _, d in rows]
-    if sp and all(v for v in dens):
+    used, excluded = [], []
+    for name, d in rows:
+        why = list(d["invalid_reasons"]) if d.get("valid") is False and d.get("invalid_reasons") else \
+            (["marked invalid"] if d.get("valid") is False else diffusion_validity(d))
+        if why:
+            excluded.append({"input": name, "temperature_K": float(d["temperature_K"]),
+                             "diffusivity_cm2_s": d.get("diffusivity_cm2_s"), "reasons": why})
+        else:
+            used.append((name, d))
+    T = [float(d["temperature_K"]) for _, d in used]
+    D = [float(d["diffusivity_cm2_s"]) for _, d in used]
+    errs = [d.get("diffusivity_err_cm2_s") for _, d in used]
+    E = None if any(e is None or not e > 0 for e in errs) else [float(e) for e in errs]
+    fit: dict[str, Any] | None = None
+    fit_note = None
+    if len(set(T)) >= 2:
+        try:
+            fit = arrhenius_fit(T, D, E, target_T_K=target_T_K, confidence=confidence)
+        except FiremlipError as exc:
+            fit_note = str(exc)
+    else:
+        fit_note = f"not fitted: {len(set(T))} usable temperature(s)"
+    res: dict[str, Any] = {"analysis": "arrhenius", "species": sp, "inputs": [n for n, _ in rows],
+                           "inputs_used": [n for n, _ in used], "n_excluded": len(excluded), "excluded": excluded}
+    if fit is not None:
+        res.update(fit)
+    else:
+        res.update(activation_energy_eV=None, activation_energy_err_eV=None, prefactor_D0_cm2_s=None,
+                   n_temperatures=len(used), temperatures_K=T, diffusivities_cm2_s=D, errors_cm2_s=E,
+                   target_temperature_K=float(target_T_K), confidence=confidence,
+                   diffusivity_target_cm2_s=None, diffusivity_target_err_cm2_s=None,
+                   diffusivity_target_band_cm2_s=None, fit_note=fit_note)
+    dens = [d.get("number_density_cm3") for _, d in used]
+    if fit is not None and sp and dens and all(v for v in dens):
         try:
             z = formal_charge(sp, charge)
         except FiremlipError as exc:
@@ -144,47 +215,71 @@ def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]]
             s_tr = nernst_einstein(n, z, Dt, target_T_K)
             res.update(charge_e=z, number_density_cm3=n, sigma_tracer_target_S_cm=s_tr,
                        sigma_tracer_target_band_S_cm=[nernst_einstein(n, z, v, target_T_K) for v in band])
-            hs = [d["haven_ratio"] for _, d in rows
+            hs = [d["haven_ratio"] for _, d in used
                   if d.get("haven_ratio") and str(d.get("haven_source", "")).startswith("computed")]
             if hs:
                 h, src = float(np.mean(hs)), f"computed (mean of {len(hs)} runs)"
             elif haven is not None:
                 h, src = float(haven), "assumed (user value)"
             else:
-                h, src = None, "not available (give --haven)"
+                h, src = None, "not available (charge MSD too noisy in every run; give --haven to assume one)"
             res.update(haven_ratio=h, haven_source=src)
             if h is not None:
                 res.update(sigma_charge_target_S_cm=s_tr / h,
                            sigma_charge_target_band_S_cm=[v / h for v in res["sigma_tracer_target_band_S_cm"]])
     res.pop("_ln_sigma_target", None)
+    reasons = arrhenius_validity(res)
+    if fit is None and fit_note and not any("diffusive temperature" in r for r in reasons):
+        reasons.append(fit_note)
+    res["valid"] = not reasons
+    res["invalid_reasons"] = reasons
     res["units"] = {"activation_energy": "eV", "diffusivity": "cm^2/s", "temperature": "K", "sigma": "S/cm",
                     "band": f"{int(confidence * 100)}% confidence"}
     out = Path(out_dir)
-    plot_arrhenius(fit, sp, out / "arrhenius.png")
+    plot_arrhenius(res, sp, out / "arrhenius.png")
     res["plot"] = "arrhenius.png"
     write_result(out / "arrhenius.json", res)
     return res
 
 
 def plot_arrhenius(fit: dict[str, Any], species: str | None, path: str | os.PathLike[str]) -> None:
-    """log10 D vs 1000/T with error bars, the fit line and its confidence band down to the target T."""
+    """log10 D vs 1000/T with error bars, the fit line and its confidence band down to the target T.
+
+    Excluded temperatures (``fit['excluded']``) are drawn as open red symbols; an invalid result
+    (``fit['invalid_reasons']``) is titled INVALID in red with its reasons.
+    """
     plt = mpl()
-    T = np.asarray(fit["temperatures_K"])
-    D = np.asarray(fit["diffusivities_cm2_s"])
+    T = np.asarray(fit["temperatures_K"], float)
+    D = np.asarray(fit["diffusivities_cm2_s"], float)
     Tt = fit["target_temperature_K"]
-    grid = np.linspace(1000.0 / max(T.max(), Tt) * 0.95, 1000.0 / min(T.min(), Tt) * 1.02, 100)
-    lnD, s = _ln_band(fit, 1000.0 / grid)
-    z = fit["band_z"]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ln10 = np.log(10)
-    ax.fill_between(grid, (lnD - z * s) / ln10, (lnD + z * s) / ln10, color="C0", alpha=0.2,
-                    label=f"{int(fit['confidence'] * 100)}% band")
-    ax.plot(grid, lnD / ln10, "C0-",
-            label=f"Ea = {fit['activation_energy_eV']:.3f} ± {fit['activation_energy_err_eV']:.3f} eV")
-    yerr = None if fit["errors_cm2_s"] is None else np.asarray(fit["errors_cm2_s"]) / D / ln10
-    ax.errorbar(1000.0 / T, np.log10(D), yerr=yerr, fmt="ko", ms=4, label=f"{species or ''} MD")
-    ax.plot([1000.0 / Tt], [np.log10(fit["diffusivity_target_cm2_s"])], "r*", ms=10,
-            label=f"D({Tt:g} K) = {fit['diffusivity_target_cm2_s']:.2e} cm²/s")
+    if fit.get("activation_energy_eV") is not None and fit.get("covariance_lnD0_slope") is not None:
+        grid = np.linspace(1000.0 / max(T.max(), Tt) * 0.95, 1000.0 / min(T.min(), Tt) * 1.02, 100)
+        lnD, s = _ln_band(fit, 1000.0 / grid)
+        z = fit["band_z"]
+        ax.fill_between(grid, (lnD - z * s) / ln10, (lnD + z * s) / ln10, color="C0", alpha=0.2,
+                        label=f"{int(fit['confidence'] * 100)}% band")
+        ax.plot(grid, lnD / ln10, "C0-",
+                label=f"Ea = {fit['activation_energy_eV']:.3f} ± {fit['activation_energy_err_eV']:.3f} eV")
+        ax.plot([1000.0 / Tt], [np.log10(fit["diffusivity_target_cm2_s"])], "r*", ms=10,
+                label=f"D({Tt:g} K) = {fit['diffusivity_target_cm2_s']:.2e} cm²/s")
+    if T.size:
+        yerr = None if fit.get("errors_cm2_s") is None else np.asarray(fit["errors_cm2_s"]) / D / ln10
+        ax.errorbar(1000.0 / T, np.log10(D), yerr=yerr, fmt="ko", ms=4, label=f"{species or ''} MD")
+    first = True
+    for e in fit.get("excluded") or []:
+        lab = "excluded (invalid run)" if first else None
+        De = e.get("diffusivity_cm2_s")
+        if De is not None and De > 0:
+            ax.plot([1000.0 / e["temperature_K"]], [np.log10(De)], "rx", ms=7, label=lab)
+        else:
+            ax.axvline(1000.0 / e["temperature_K"], color="red", ls=":", lw=1, label=lab)
+        first = False
+    reasons = fit.get("invalid_reasons") or []
+    if reasons:
+        ax.set_title("INVALID", color="red")
+        ax.text(0.02, 0.02, "\n".join(r[:80] for r in reasons), transform=ax.transAxes, fontsize=6, color="red")
     ax.set_xlabel("1000 / T (1/K)")
     ax.set_ylabel("log$_{10}$ D (cm²/s)")
     ax.legend(fontsize=7)

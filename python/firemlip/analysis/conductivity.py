@@ -3,7 +3,9 @@
 σ = n q² D* / (k_B T H_R)   (S/cm), with n the number density of the mobile ions (cm⁻³, from the cell volume),
 q = z e their formal charge, D* the tracer diffusivity (cm²/s) and H_R = D*/D_σ the Haven ratio. The
 tracer-based σ uses H_R = 1; the charge-based σ uses the Haven ratio computed from the charge (centre-of-mass)
-MSD when the run allowed it, else the user's value (reported as assumed).
+MSD when the run allowed it, else the user's value (reported as assumed). A result inherits the validity of
+the diffusion result it comes from (``valid`` / ``invalid_reasons``, see
+:func:`firemlip.analysis.diffusion.diffusion_validity`).
 """
 
 from __future__ import annotations
@@ -70,8 +72,13 @@ def conductivity_from_diffusion(diff: dict[str, Any], charge: float | None = Non
         h = haven if haven is not None else (diff.get("haven_ratio") if diff.get("haven_source", "").startswith(
             "assumed") else None)
         if h is None:
-            out.update(haven_ratio=None, haven_ratio_err=None, haven_source="not available (give --haven)",
+            src = str(diff.get("haven_source") or "")
+            out.update(haven_ratio=None, haven_ratio_err=None,
+                       haven_source=(src if src.startswith("not computed") else "not available")
+                       + " (give --haven to assume one)",
                        sigma_charge_S_cm=None, sigma_charge_err_S_cm=None)
+            if diff.get("haven_required_duration_ps") is not None:
+                out["haven_required_duration_ps"] = diff["haven_required_duration_ps"]
         else:
             s_ch = nernst_einstein(n, z, D, T, float(h))
             out.update(haven_ratio=float(h), haven_ratio_err=None, haven_source="assumed (user value)",
@@ -91,9 +98,15 @@ def analyze_conductivity(diffusion_json: str | os.PathLike[str], out_dir: str | 
     diff = read_json(diffusion_json, "diffusion result")
     if diff.get("temperature_K") is None:
         raise FiremlipError(f"{diffusion_json}: no temperature_K in the diffusion result")
+    from firemlip.analysis.diffusion import diffusion_validity
+
     res = conductivity_from_diffusion(diff, charge=charge, haven=haven)
     res["analysis"] = "conductivity"
     res["diffusion_json"] = str(diffusion_json)
+    # validity of the diffusion result it rests on (re-checked here with this σ)
+    reasons = diffusion_validity({**diff, "conductivity": res})
+    res["valid"] = not reasons
+    res["invalid_reasons"] = reasons
     table = [{"source": "simulated (tracer, H_R = 1)", "temperature_K": res["temperature_K"],
               "sigma_S_cm": res["sigma_tracer_S_cm"], "sigma_err_S_cm": res["sigma_tracer_err_S_cm"]}]
     if res.get("sigma_charge_S_cm") is not None:
@@ -118,7 +131,8 @@ def analyze_conductivity(diffusion_json: str | os.PathLike[str], out_dir: str | 
     if all(v and v > 0 for v in vals) and max(vals) / min(vals) > 20:
         ax.set_xscale("log")
     ax.set_xlabel("σ (S/cm)")
-    ax.set_title(f"{res['species']} conductivity at {res['temperature_K']:g} K")
+    ax.set_title(f"{res['species']} conductivity at {res['temperature_K']:g} K" + (" — INVALID" if reasons else ""),
+                 color="red" if reasons else "black")
     save_figure(fig, out / "conductivity.png")
     res["plot"] = "conductivity.png"
     write_result(out / "conductivity.json", res)

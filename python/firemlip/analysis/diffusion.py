@@ -1,18 +1,37 @@
-"""Tracer and charge diffusion from LAMMPS dumps: MSD by FFT, diffusive window, D with uncertainty.
+"""Tracer and charge diffusion from LAMMPS dumps: MSD by FFT, diffusive window, D with uncertainty, validity.
 
 Units: positions in Å, time in fs, D in cm²/s (1 Å²/fs = 0.1 cm²/s), volume in Å³, number density in cm⁻³.
 
 * Dumps are read with MDAnalysis (``LAMMPSDUMP``); they must hold unwrapped coordinates (``xu yu zu`` or
   ``xsu ysu zsu``) or wrapped ones with image flags (``ix iy iz``, unwrapped by MDAnalysis). Wrapped-only
   dumps are refused because their MSD is meaningless.
+* Drift reference (``drift``): by default displacements are measured relative to the centre of mass of the
+  *framework* (every atom that is not the mobile species), as in the literature and in kinisi. Removing the
+  whole cell's centre of mass instead (``drift="system"``) also subtracts a share N m_ion / M of every
+  collective displacement of the mobile ions (in a momentum-conserving run the framework recoils; in a run
+  with drifting momentum the whole cell moves), which for light or numerous mobile ions cancels much of the
+  charge (collective) MSD: on a 20 Li / 12 F cell it is 2.6× too small. With no framework atoms (only the
+  mobile species) the ``system`` reference is used and the result says so (``drift_correction``).
 * The MSD is computed with the FFT algorithm (Calandrini et al., Collection SFN 12, 201 (2011); all time
   origins, O(T log T)) — our own numpy code, because MDAnalysis' ``EinsteinMSD(fft=True)`` needs the
   ``tidynamics`` package.
 * The tracer diffusivity is D* = lim MSD(t)/(2 d t) (Einstein), fitted as a straight line with intercept on a
   window where the log–log slope of the MSD is ≈ 1 (the ballistic/caged start skipped). Its uncertainty is a
-  bootstrap over atoms.
-* The charge (centre-of-mass) diffusivity D_σ = lim ⟨|Σ_i Δr_i(t)|²⟩ / (2 d N t) of the mobile species gives the
-  Haven ratio H_R = D*/D_σ; its uncertainty comes from block averaging over time (one collective walker).
+  bootstrap over atoms. The run is ``diffusive`` when that slope lies in [``DIFFUSIVE_SLOPE_MIN``,
+  ``DIFFUSIVE_SLOPE_MAX``]; otherwise D is not a diffusivity and the result is marked invalid.
+* The charge (collective) diffusivity D_σ = lim ⟨|Σ_i Δr_i(t)|²⟩ / (2 d N t) of the N mobile ions gives the
+  Haven ratio H_R = D*/D_σ. The collective MSD is computed over the whole run with all (overlapping) time
+  origins by FFT and fitted on the tracer's window, cut at a lag m_max so that the run holds ``n_blocks``
+  blocks of at least 2 m_max frames. Its 1-σ uncertainty comes from block averaging over time origins: the
+  fitted slope is a mean over origins t of g(t) = Σ_m w_m |R(t+m) − R(t)|² (w the least-squares slope
+  weights), g is correlated over at most m_max frames, and the standard error of the mean of g follows from
+  the means of ``n_blocks`` contiguous blocks of origins (Flyvbjerg & Petersen, J. Chem. Phys. 91, 461
+  (1989); n_blocks − 1 degrees of freedom). When the relative error of D_σ exceeds ``HAVEN_MAX_REL_ERR`` the
+  Haven ratio is not reported (null) and the run length that would be needed is estimated from the 1/√T
+  scaling of the error: T_needed ≈ T × (rel_err / HAVEN_MAX_REL_ERR)².
+* Validity: a result is ``valid: false`` (with ``invalid_reasons``) when the MSD is not diffusive, D ≤ 0, the
+  framework melted or collapsed in the final frames (pyscal3 check of :mod:`firemlip.analysis.structure`), or
+  σ lies outside [``SIGMA_MIN_S_CM``, ``SIGMA_MAX_S_CM``].
 """
 
 from __future__ import annotations
@@ -26,11 +45,30 @@ from typing import Any
 
 import numpy as np
 
-from firemlip.analysis._common import A2_PER_FS_TO_CM2_PER_S, mpl, save_figure, write_result
+from firemlip.analysis._common import (
+    A2_PER_FS_TO_CM2_PER_S,
+    SIGMA_MAX_S_CM,
+    SIGMA_MIN_S_CM,
+    mpl,
+    save_figure,
+    write_result,
+)
 from firemlip.errors import FiremlipError, require_file
 
 MIN_FRAMES = 20
 MIN_FIT_POINTS = 5
+#: The MSD counts as diffusive when its log–log slope in the fit window lies in this range.
+DIFFUSIVE_SLOPE_MIN = 0.8
+DIFFUSIVE_SLOPE_MAX = 1.2
+#: Above this relative (1-σ) error of the charge diffusivity D_σ the Haven ratio is not reported.
+HAVEN_MAX_REL_ERR = 0.5
+#: Default drift reference: the framework's centre of mass (see the module docstring).
+DEFAULT_DRIFT = "framework"
+DRIFT_CHOICES = ("framework", "system", "none")
+#: Lags used (at most) in the charge-MSD fit and its block analysis.
+CHARGE_MAX_LAGS = 200
+#: Final frames of a run checked for melting/collapse of the framework (taken from its last fifth).
+STRUCTURE_CHECK_FRAMES = 5
 _DIRS = ("x", "y", "z")
 
 
@@ -40,7 +78,8 @@ class Trajectory:
     """Unwrapped positions of a LAMMPS run.
 
     positions: (n_frames, n_atoms, 3) Å, atoms sorted by id; steps: (n_frames,) MD step numbers;
-    elements: (n_atoms,) symbols; masses: (n_atoms,) amu; volumes_A3: (n_frames,) cell volumes.
+    elements: (n_atoms,) symbols; masses: (n_atoms,) amu; volumes_A3: (n_frames,) cell volumes;
+    cells_A: (n_frames, 3, 3) cell vectors (rows, Å, LAMMPS orientation) when known.
     """
 
     positions: np.ndarray
@@ -49,6 +88,7 @@ class Trajectory:
     masses: np.ndarray
     volumes_A3: np.ndarray
     sources: list[str]
+    cells_A: np.ndarray | None = None
 
 
 def _dump_columns(path: str) -> list[str]:
@@ -85,10 +125,11 @@ def read_dump(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     """
     import MDAnalysis as mda
     from ase.data import atomic_masses, atomic_numbers
+    from ase.geometry import cellpar_to_cell
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    pos_list, steps_list, vol_list = [], [], []
+    pos_list, steps_list, vol_list, cell_list = [], [], [], []
     elem_ref: np.ndarray | None = None
     for p in map(os.fspath, paths):
         require_file(p, "LAMMPS dump")
@@ -118,7 +159,7 @@ def read_dump(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             elem_ref = elem
         elif len(elem) != len(elem_ref) or np.any(elem != elem_ref):
             raise FiremlipError(f"{p}: atoms differ from those of {paths[0]}; dumps must be segments of one run")
-        pos, steps, vols = [], [], []
+        pos, steps, vols, cells = [], [], [], []
         warnings.filterwarnings("ignore", message="Reader has no dt information")
         for ts in u.trajectory:
             pos.append(np.array(ts.positions, dtype=np.float64))
@@ -126,19 +167,21 @@ def read_dump(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             a, b, c, al, be, ga = (float(x) for x in ts.dimensions)
             ca, cb, cg = np.cos(np.radians([al, be, ga]))
             vols.append(a * b * c * np.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0)))
+            cells.append(cellpar_to_cell([a, b, c, al, be, ga]))
         if steps_list and steps_list[-1].size and steps and steps[0] == steps_list[-1][-1]:
-            pos, steps, vols = pos[1:], steps[1:], vols[1:]
+            pos, steps, vols, cells = pos[1:], steps[1:], vols[1:], cells[1:]
         if pos:
             pos_list.append(np.asarray(pos))
             steps_list.append(np.asarray(steps))
             vol_list.append(np.asarray(vols))
+            cell_list.append(np.asarray(cells))
     assert elem_ref is not None
     for e in set(elem_ref):
         if e not in atomic_numbers:
             raise FiremlipError(f"{paths[0]}: unknown element {e!r} in dump")
     masses = np.array([atomic_masses[atomic_numbers[e]] for e in elem_ref])
     return Trajectory(np.concatenate(pos_list), np.concatenate(steps_list), elem_ref, masses,
-                      np.concatenate(vol_list), [os.fspath(p) for p in paths])
+                      np.concatenate(vol_list), [os.fspath(p) for p in paths], np.concatenate(cell_list))
 
 
 # ----------------------------------------------------------------------------------------------------- MSD
@@ -170,6 +213,11 @@ def remove_drift(positions: np.ndarray, masses: np.ndarray, reference: np.ndarra
     w = masses[sel] / masses[sel].sum()
     com = np.einsum("tnk,n->tk", positions[:, sel], w)
     return positions - (com - com[0])[:, None, :]
+
+
+def is_diffusive(loglog_exponent: float) -> bool:
+    """True when an MSD's log–log slope lies in [DIFFUSIVE_SLOPE_MIN, DIFFUSIVE_SLOPE_MAX] (≈ 1: Fickian)."""
+    return bool(np.isfinite(loglog_exponent) and DIFFUSIVE_SLOPE_MIN <= loglog_exponent <= DIFFUSIVE_SLOPE_MAX)
 
 
 def _linear_fit(t: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -241,7 +289,8 @@ def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fra
 
     Returns a dict with ``t_fs``, ``msd_A2`` (T, total) and ``msd_dir_A2`` (T, 3), the fit (``fit``:
     :class:`DiffusionFit` for 3-D D*), per-direction fits ``fit_dir`` (D from MSD_k/(2t)) and ``window``.
-    The uncertainty is the standard deviation of D over ``n_bootstrap`` resamplings of the atoms.
+    The uncertainty is the standard deviation of D over ``n_bootstrap`` resamplings of the atoms. The window
+    is chosen with ``tolerance`` on the log–log slope; ``diffusive`` uses :func:`is_diffusive` (0.8–1.2).
     """
     T, N, _ = positions.shape
     if T < MIN_FRAMES:
@@ -260,9 +309,9 @@ def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fra
         if i1 - i0 + 1 < MIN_FIT_POINTS:
             raise FiremlipError(f"fit window {window_fs} fs holds fewer than {MIN_FIT_POINTS} lags")
         alpha = _loglog_slope(t[i0:i1 + 1], msd[i0:i1 + 1])
-        diffusive = abs(alpha - 1) <= tolerance
     else:
-        i0, i1, alpha, diffusive = choose_fit_window(t, msd, end_fraction, tolerance)
+        i0, i1, alpha, _ = choose_fit_window(t, msd, end_fraction, tolerance)
+    diffusive = is_diffusive(alpha)
     sl = slice(i0, i1 + 1)
     tw = t[sl]
     rng = np.random.default_rng(seed)
@@ -286,39 +335,63 @@ def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fra
 
 
 def charge_diffusion(positions: np.ndarray, frame_interval_fs: float, window_fs: tuple[float, float],
-                     n_blocks: int = 10, block_end_fraction: float = 0.2) -> dict[str, Any]:
-    """Charge (centre-of-mass) diffusivity D_σ = ⟨|Σ_i Δr_i|²⟩/(6 N t) of N like ions, in cm²/s.
+                     n_blocks: int = 10, max_rel_err: float = HAVEN_MAX_REL_ERR,
+                     max_lags: int = CHARGE_MAX_LAGS) -> dict[str, Any]:
+    """Charge (collective) diffusivity D_σ = ⟨|Σ_i Δr_i|²⟩/(6 N t) of N like ions, in cm²/s, with a 1-σ error.
 
-    The run is cut into ``n_blocks`` blocks; in each the collective MSD (FFT, all origins) is fitted on
-    ``window_fs`` clipped to ``block_end_fraction`` of the block. Returns the block mean, its standard error,
-    the block values, the window used and ``reliable`` (≥ 5 valid blocks, relative error < 0.3).
+    ``positions``: (T, N, 3) unwrapped, drift-corrected, Å. The collective displacement R(t) = Σ_i Δr_i(t) gives
+    one MSD curve over the whole run (FFT, all overlapping time origins), fitted by least squares on the lags
+    of ``window_fs`` (at most ``max_lags`` of them, evenly spread) that end at m_max ≤ (T − 1)/(2 n_blocks + 1),
+    so that ``n_blocks`` contiguous blocks of time origins are each at least 2 m_max long. The fitted slope is
+    the mean over origins t ∈ [0, T − m_max) of g(t) = Σ_m w_m |R(t+m) − R(t)|²; its standard error is the
+    standard deviation of the ``n_blocks`` block means of g over √n_blocks (block averaging, Flyvbjerg &
+    Petersen 1989). Returns the estimate, its error, its relative error ``rel_err`` (inf when D_σ ≤ 0 or
+    the window holds fewer than MIN_FIT_POINTS lags), the block values (as D_σ), the window used, the curve
+    (``t_fs``, ``msd_A2`` = collective MSD / N) and ``reliable`` (rel_err ≤ ``max_rel_err`` and D_σ > 0).
     """
     T, N, _ = positions.shape
+    nb = max(int(n_blocks), 2)
     R = (positions - positions[0]).sum(axis=1)  # (T, 3) collective displacement, Å
-    bl = T // max(n_blocks, 1)
-    t_block = np.arange(bl) * frame_interval_fs
-    i0 = int(np.searchsorted(t_block, window_fs[0]))
-    i1 = min(int(np.searchsorted(t_block, window_fs[1], side="right")) - 1, int(block_end_fraction * (bl - 1)))
-    vals: list[float] = []
-    curve = None
-    if bl >= MIN_FRAMES and i1 - i0 + 1 >= MIN_FIT_POINTS:
-        for b in range(n_blocks):
-            seg = R[b * bl:(b + 1) * bl]
-            m = msd_fft(seg).sum(axis=1)
-            curve = m if curve is None else curve + m
-            slope, _ = _linear_fit(t_block[i0:i1 + 1], m[i0:i1 + 1])
-            vals.append(slope / (6.0 * N) * A2_PER_FS_TO_CM2_PER_S)
-    arr = np.asarray(vals)
-    if len(arr) >= 2:
-        mean, err = float(arr.mean()), float(arr.std(ddof=1) / np.sqrt(len(arr)))
-    else:
-        mean, err = float("nan"), float("nan")
-    reliable = bool(len(arr) >= 5 and mean > 0 and err / mean < 0.3)
-    return {"diffusivity_cm2_s": mean, "diffusivity_err_cm2_s": err, "block_values_cm2_s": arr.tolist(),
-            "n_blocks": len(arr), "window_fs": (float(t_block[i0]) if i0 < bl else float("nan"),
-                                                float(t_block[i1]) if 0 <= i1 < bl else float("nan")),
-            "reliable": reliable, "t_fs": t_block,
-            "msd_A2": None if curve is None else curve / len(arr) / N}
+    t = np.arange(T) * frame_interval_fs
+    curve = msd_fft(R).sum(axis=1)  # (T,) Å², all origins
+    conv = A2_PER_FS_TO_CM2_PER_S / (6.0 * N)
+    i0 = max(int(np.searchsorted(t, window_fs[0])), 1)
+    m_cap = (T - 1) // (2 * nb + 1)
+    i1 = min(int(np.searchsorted(t, window_fs[1], side="right")) - 1, m_cap)
+    out: dict[str, Any] = {"t_fs": t, "msd_A2": curve / N, "n_blocks": nb, "max_lag_cap": int(m_cap),
+                           "window_fs": (float(t[min(i0, T - 1)]), float(t[max(i1, 0)])), "window_lags": (i0, i1),
+                           "method": (f"collective MSD over all time origins (FFT); 1-sigma error from {nb} blocks "
+                                      "of time origins")}
+    if i1 - i0 + 1 < MIN_FIT_POINTS:
+        # the window does not fit: the run needs (2 n_blocks + 1) × (i0 + MIN_FIT_POINTS − 1) frames at least
+        need = (2 * nb + 1) * (i0 + MIN_FIT_POINTS - 1) + 1
+        out.update(diffusivity_cm2_s=float("nan"), diffusivity_err_cm2_s=float("nan"), rel_err=float("inf"),
+                   block_values_cm2_s=[], reliable=False, frames_needed_at_least=int(need),
+                   note=(f"run too short for the charge MSD: the diffusive window starts at lag {i0} but blocks "
+                         f"allow lags up to {m_cap}"))
+        return out
+    lags = np.arange(i0, i1 + 1)
+    if len(lags) > max_lags:
+        lags = np.unique(np.linspace(i0, i1, max_lags).round().astype(int))
+    tl = t[lags]
+    A = np.vstack([tl, np.ones_like(tl)]).T
+    w = np.linalg.pinv(A)[0]  # slope = w @ y
+    slope = float(w @ curve[lags])  # Å²/fs
+    n_orig = T - int(lags[-1])
+    g = np.zeros(n_orig)
+    for wk, m in zip(w, lags, strict=True):
+        d = R[m:m + n_orig] - R[:n_orig]
+        g += wk * np.einsum("ij,ij->i", d, d)
+    bl = n_orig // nb
+    block_means = g[:bl * nb].reshape(nb, bl).mean(axis=1)
+    err = float(block_means.std(ddof=1) / np.sqrt(nb))
+    D, Derr = slope * conv, err * conv
+    rel = Derr / D if D > 0 else float("inf")
+    out.update(diffusivity_cm2_s=D, diffusivity_err_cm2_s=Derr, rel_err=float(rel),
+               block_values_cm2_s=(block_means * conv).tolist(),
+               window_fs=(float(tl[0]), float(tl[-1])), window_lags=(int(lags[0]), int(lags[-1])),
+               reliable=bool(D > 0 and rel <= max_rel_err))
+    return out
 
 
 def haven_ratio(d_tracer: float, d_tracer_err: float, d_charge: float, d_charge_err: float) -> tuple[float, float]:
@@ -328,21 +401,121 @@ def haven_ratio(d_tracer: float, d_tracer_err: float, d_charge: float, d_charge_
     return float(h), float(err)
 
 
+# ----------------------------------------------------------------------------------------------------- checks
+def final_structure_check(traj: Trajectory, mobile: np.ndarray, reference: Any = None,
+                          n_frames: int = STRUCTURE_CHECK_FRAMES) -> dict[str, Any]:
+    """Melting/collapse check (:func:`firemlip.analysis.structure.structure_check`, pyscal3) of a run's last frames.
+
+    Only the framework sublattice (atoms not in the boolean mask ``mobile``) is compared, because the mobile
+    sublattice of a superionic conductor is liquid-like by design; with no framework atoms all atoms are.
+    ``n_frames`` frames evenly spread over the last fifth of the run are compared with ``reference`` (ASE Atoms
+    of the starting structure, of which the same sublattice is taken) or, without one, with the run's first
+    frame. A run is ``melted`` / ``collapsed`` when more than half of the checked frames carry that flag.
+    """
+    from ase import Atoms
+
+    from firemlip.analysis.structure import structure_check
+
+    if traj.cells_A is None:
+        return {"checked": False, "note": "no cell in the trajectory"}
+    sub = ~mobile if (~mobile).any() else np.ones_like(mobile)
+    mob = sorted(set(traj.elements[mobile].tolist()))
+    label = (f"framework ({', '.join(sorted(set(traj.elements[sub].tolist())))})" if (~mobile).any()
+             else "all atoms (no framework)")
+    T = len(traj.steps)
+    idx = np.unique(np.linspace(int(0.8 * (T - 1)), T - 1, max(n_frames, 1)).round().astype(int))
+
+    def frame(i: int) -> Atoms:
+        return Atoms(traj.elements[sub].tolist(), positions=traj.positions[i, sub], cell=traj.cells_A[i], pbc=True)
+
+    if reference is None:
+        ref, ref_src = frame(0), "first frame of the run"
+    else:
+        keep = [k for k, e in enumerate(reference.get_chemical_symbols())
+                if (e not in mob) or not (~mobile).any()]
+        if not keep:
+            return {"checked": False, "note": "reference structure has no framework atoms"}
+        ref, ref_src = reference[keep], "given reference structure"
+    try:
+        rows = structure_check([frame(int(i)) for i in idx], ref)
+    except Exception as exc:  # pyscal3 raises many types; the check is then reported as not done
+        return {"checked": False, "note": f"structure check failed ({type(exc).__name__}: {exc})"}
+    n = len(rows)
+    q6_ref = rows[0]["reference"]["q6"]
+    if not np.isfinite(q6_ref):
+        return {"checked": False, "sublattice": label, "reference": ref_src,
+                "note": f"{label} too sparse for a bond-order check (no neighbours within the "
+                        f"{rows[0]['cutoff_A']:.2f} Å cut-off in the reference)"}
+    melted = [r for r in rows if "melted" in r["flags"]]
+    collapsed = [r for r in rows if "collapsed" in r["flags"]]
+    return {"checked": True, "sublattice": label, "reference": ref_src, "frames": idx.tolist(),
+            "steps": traj.steps[idx].tolist(), "q6": [r["q6"] for r in rows],
+            "q6_reference": q6_ref, "cutoff_A": rows[0]["cutoff_A"], "flags": [r["flags"] for r in rows],
+            "reasons": [r["reasons"] for r in rows], "n_melted": len(melted), "n_collapsed": len(collapsed),
+            "melted": 2 * len(melted) > n, "collapsed": 2 * len(collapsed) > n}
+
+
+def diffusion_validity(result: dict[str, Any]) -> list[str]:
+    """Reasons why a ``diffusion.json`` content cannot be trusted (empty when it can).
+
+    Checks: the MSD is diffusive (log–log slope in [DIFFUSIVE_SLOPE_MIN, DIFFUSIVE_SLOPE_MAX]), D > 0, the
+    framework neither melted nor collapsed, σ within [SIGMA_MIN_S_CM, SIGMA_MAX_S_CM]. Works on results
+    written before these keys existed (the missing ones are not checked).
+    """
+    reasons: list[str] = []
+    a = result.get("loglog_exponent")
+    if result.get("diffusive") is False or (a is not None and not is_diffusive(float(a))):
+        reasons.append("MSD not diffusive: log-log slope " + (f"{a:.2f}" if a is not None else "?")
+                       + f" in the fit window is outside {DIFFUSIVE_SLOPE_MIN:g}-{DIFFUSIVE_SLOPE_MAX:g} "
+                       "(caged/vibrating atoms, ballistic motion or a too-short run)")
+    D = result.get("diffusivity_cm2_s")
+    if D is None or not D > 0:
+        reasons.append(f"D = {D} cm^2/s is not positive")
+    sc = result.get("structure_check") or {}
+    if sc.get("melted"):
+        reasons.append(f"{sc.get('sublattice', 'structure')} melted or amorphised: {sc.get('n_melted')} of "
+                       f"{len(sc.get('frames', []))} final frames lost bond order (q6 "
+                       f"{np.mean(sc['q6']):.3f} vs {sc['q6_reference']:.3f} in the {sc.get('reference')})")
+    if sc.get("collapsed"):
+        first = next((r for f, r in zip(sc.get("flags", []), sc.get("reasons", []), strict=False)
+                      if "collapsed" in f), [])
+        reasons.append(f"{sc.get('sublattice', 'structure')} collapsed in {sc.get('n_collapsed')} of "
+                       f"{len(sc.get('frames', []))} final frames ({'; '.join(first)})")
+    c = (result.get("conductivity") or {}) if D is not None and D > 0 else {}
+    for key in ("sigma_tracer_S_cm", "sigma_charge_S_cm"):
+        v = c.get(key)
+        if v is not None and not (SIGMA_MIN_S_CM <= v <= SIGMA_MAX_S_CM):
+            reasons.append(f"{key} = {v:.3g} S/cm outside the physical range {SIGMA_MIN_S_CM:g}-"
+                           f"{SIGMA_MAX_S_CM:g} S/cm")
+    return reasons
+
+
 # ----------------------------------------------------------------------------------------------------- stage
 def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], species: str,
                       temperature_K: float, timestep_fs: float, out_dir: str | os.PathLike[str], *,
-                      elements: Sequence[str] | None = None, drift: str = "system", end_fraction: float = 0.5,
+                      elements: Sequence[str] | None = None, drift: str = DEFAULT_DRIFT, end_fraction: float = 0.5,
                       tolerance: float = 0.15, window_fs: tuple[float, float] | None = None,
                       n_bootstrap: int = 200, n_blocks: int = 10, charge: float | None = None,
-                      haven: float | None = None, seed: int = 0) -> dict[str, Any]:
+                      haven: float | None = None, haven_max_rel_err: float = HAVEN_MAX_REL_ERR,
+                      reference: Any = None, check_structure: bool = True, seed: int = 0) -> dict[str, Any]:
     """Diffusion analysis of LAMMPS dumps; writes ``diffusion.json`` and ``msd.png`` in ``out_dir``.
 
     species: the mobile element; temperature_K: the run's temperature (K); timestep_fs: the MD time step (fs),
-    frames are ``step`` numbers apart. drift: ``system`` (remove the whole cell's centre-of-mass drift per
-    frame), ``framework`` (that of all atoms except ``species``) or ``none``. The result also holds the
-    Nernst–Einstein conductivity (see :func:`firemlip.analysis.conductivity.conductivity_from_diffusion`)
-    when the species' formal charge is known or ``charge`` is given; ``haven`` is used only when the charge
-    MSD is too noisy to give H_R. Returns the JSON content as a dict.
+    frames are ``step`` numbers apart. drift: the centre of mass removed frame by frame — ``framework`` (the
+    default: all atoms except ``species``, the reference of the literature and kinisi; falls back to ``system``
+    when there are no such atoms, recorded in ``drift_correction``), ``system`` (the whole cell; it also
+    removes part of the mobile ions' collective motion and so biases the charge MSD and H_R) or ``none``.
+
+    The Haven ratio is computed from the charge MSD (:func:`charge_diffusion`, ``n_blocks`` blocks) when the
+    relative error of D_σ is at most ``haven_max_rel_err``; otherwise ``haven_ratio`` is null, ``haven_source``
+    says the charge MSD is too noisy and ``haven_required_duration_ps`` estimates the run length that would be
+    needed — unless ``haven`` is given, which is then used and labelled "assumed (user value)". The result holds
+    the Nernst–Einstein conductivity (see :func:`firemlip.analysis.conductivity.conductivity_from_diffusion`)
+    when the species' formal charge is known or ``charge`` is given.
+
+    With ``check_structure`` the framework of the final frames is compared with ``reference`` (ASE Atoms or a
+    structure file; default: the first frame) by :func:`final_structure_check`. ``valid`` / ``invalid_reasons``
+    follow :func:`diffusion_validity`. Returns the JSON content as a dict.
     """
     from firemlip.analysis.conductivity import conductivity_from_diffusion
 
@@ -350,6 +523,14 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         raise FiremlipError("diffusion: a positive temperature in K is required (--temperature)")
     if timestep_fs is None or timestep_fs <= 0:
         raise FiremlipError("diffusion: a positive MD time step in fs is required (--timestep-fs)")
+    if drift not in DRIFT_CHOICES:
+        raise FiremlipError(f"drift must be one of {', '.join(DRIFT_CHOICES)}, got {drift!r}")
+    if not 0 < haven_max_rel_err:
+        raise FiremlipError(f"haven_max_rel_err must be positive, got {haven_max_rel_err}")
+    if isinstance(reference, (str, os.PathLike)):
+        from firemlip.io import read_frames
+
+        reference = read_frames(reference, index=0, what="reference structure")[0]
     traj = read_dump(dumps, elements)
     src = traj.sources[0]
     mask = _species_mask(traj, species, src)
@@ -359,23 +540,25 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     if np.any(dsteps <= 0) or np.any(dsteps != dsteps[0]):
         raise FiremlipError(f"{src}: frames are not evenly spaced in steps ({sorted(set(dsteps.tolist()))[:5]})")
     dt_frame = float(dsteps[0]) * timestep_fs
-    if drift == "system":
+    used, drift_note = drift, None
+    if drift == "framework" and mask.all():
+        used = "system"
+        drift_note = (f"no framework atoms (only {species}): drift removed relative to the whole system "
+                      "instead of the framework")
+    if used == "system":
         pos = remove_drift(traj.positions, traj.masses)
-    elif drift == "framework":
-        if mask.all():
-            raise FiremlipError("drift=framework needs atoms other than the mobile species")
+    elif used == "framework":
         pos = remove_drift(traj.positions, traj.masses, ~mask)
-    elif drift == "none":
-        pos = traj.positions
     else:
-        raise FiremlipError(f"drift must be system, framework or none, got {drift!r}")
+        pos = traj.positions
     pos = pos[:, mask]
     tr = tracer_diffusion(pos, dt_frame, end_fraction=end_fraction, tolerance=tolerance, window_fs=window_fs,
                           n_bootstrap=n_bootstrap, seed=seed)
     f = tr["fit"]
-    ch = charge_diffusion(pos, dt_frame, f.window_fs, n_blocks=n_blocks)
+    ch = charge_diffusion(pos, dt_frame, f.window_fs, n_blocks=n_blocks, max_rel_err=haven_max_rel_err)
     volume = float(traj.volumes_A3.mean())
     n_ions = int(mask.sum())
+    duration_ps = dt_frame * (len(traj.steps) - 1) / 1000.0
     result: dict[str, Any] = {
         "analysis": "diffusion",
         "dumps": traj.sources,
@@ -384,15 +567,17 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         "timestep_fs": float(timestep_fs),
         "frame_interval_fs": dt_frame,
         "n_frames": int(len(traj.steps)),
-        "duration_ps": dt_frame * (len(traj.steps) - 1) / 1000.0,
+        "duration_ps": duration_ps,
         "n_ions": n_ions,
         "n_atoms": int(len(traj.elements)),
         "volume_A3": volume,
         "number_density_cm3": n_ions / (volume * 1e-24),
-        "drift_correction": drift,
+        "drift_requested": drift,
+        "drift_correction": used,
         "fit_window_fs": list(f.window_fs),
         "loglog_exponent": f.loglog_exponent,
         "diffusive": f.diffusive,
+        "diffusive_slope_range": [DIFFUSIVE_SLOPE_MIN, DIFFUSIVE_SLOPE_MAX],
         "diffusivity_cm2_s": f.diffusivity_cm2_s,
         "diffusivity_err_cm2_s": f.diffusivity_err_cm2_s,
         "uncertainty_method": f"bootstrap over {n_ions} {species} atoms ({n_bootstrap} resamples), 1 sigma",
@@ -400,11 +585,17 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         "diffusivity_directional_err_cm2_s": {k: v.diffusivity_err_cm2_s for k, v in tr["fit_dir"].items()},
         "charge_diffusivity_cm2_s": ch["diffusivity_cm2_s"],
         "charge_diffusivity_err_cm2_s": ch["diffusivity_err_cm2_s"],
+        "charge_diffusivity_rel_err": ch["rel_err"],
         "charge_diffusivity_blocks_cm2_s": ch["block_values_cm2_s"],
+        "charge_fit_window_fs": list(ch["window_fs"]),
+        "charge_uncertainty_method": ch["method"],
         "charge_msd_reliable": ch["reliable"],
+        "haven_max_rel_err": haven_max_rel_err,
         "units": {"diffusivity": "cm^2/s", "time": "fs", "volume": "A^3", "number_density": "cm^-3",
                   "temperature": "K", "duration": "ps"},
     }
+    if drift_note:
+        result["drift_note"] = drift_note
     if not f.diffusive:
         result["warning"] = (f"MSD is not diffusive in the fit window (log-log slope {f.loglog_exponent:.2f}); "
                              "D is an upper bound or the run is too short")
@@ -412,36 +603,59 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         h, he = haven_ratio(f.diffusivity_cm2_s, f.diffusivity_err_cm2_s, ch["diffusivity_cm2_s"],
                             ch["diffusivity_err_cm2_s"])
         result.update(haven_ratio=h, haven_ratio_err=he, haven_source="computed from the charge MSD")
-    elif haven is not None:
-        result.update(haven_ratio=float(haven), haven_ratio_err=None, haven_source="assumed (user value)")
     else:
-        result.update(haven_ratio=None, haven_ratio_err=None,
-                      haven_source="not available: charge MSD too noisy and no --haven given")
+        rel = ch["rel_err"]
+        if not np.isfinite(rel) and np.isfinite(ch["diffusivity_err_cm2_s"]) and f.diffusivity_cm2_s > 0:
+            rel = ch["diffusivity_err_cm2_s"] / f.diffusivity_cm2_s  # D_σ ≤ 0: measure the noise against D*
+        if np.isfinite(rel):
+            need_ps = duration_ps * (rel / haven_max_rel_err) ** 2
+            why = (f"charge MSD too noisy (D_sigma relative error {rel:.0%} > {haven_max_rel_err:.0%}); "
+                   f"a run of about {need_ps:.3g} ps (now {duration_ps:.3g} ps) would be needed")
+        else:
+            need_ps = (ch.get("frames_needed_at_least", 0) - 1) * dt_frame / 1000.0
+            why = (f"charge MSD too noisy: {ch.get('note', 'no estimate')}; a run of at least {need_ps:.3g} ps "
+                   f"(now {duration_ps:.3g} ps) would be needed")
+        result.update(haven_required_duration_ps=need_ps, haven_note=why)
+        if haven is not None:
+            result.update(haven_ratio=float(haven), haven_ratio_err=None, haven_source="assumed (user value)")
+        else:
+            result.update(haven_ratio=None, haven_ratio_err=None, haven_source=f"not computed: {why}")
     try:
         result["conductivity"] = conductivity_from_diffusion(result, charge=charge, haven=haven)
     except FiremlipError as exc:
         result["conductivity"] = None
         result["conductivity_note"] = str(exc)
+    if check_structure:
+        result["structure_check"] = final_structure_check(traj, mask, reference)
+    reasons = diffusion_validity(result)
+    result["valid"] = not reasons
+    result["invalid_reasons"] = reasons
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plot_msd(tr, ch, species, temperature_K, out / "msd.png")
+    plot_msd(tr, ch, species, temperature_K, out / "msd.png", invalid=reasons)
     result["plot"] = "msd.png"
     write_result(out / "diffusion.json", result)
     return result
 
 
 def plot_msd(tr: dict[str, Any], ch: dict[str, Any], species: str, temperature_K: float,
-             path: str | os.PathLike[str]) -> None:
-    """MSD (total, per direction, charge MSD per ion) vs time with the fit window shaded."""
+             path: str | os.PathLike[str], invalid: Sequence[str] = ()) -> None:
+    """MSD (total, per direction, charge MSD per ion) vs time with the fit window shaded; ``invalid`` reasons
+    are written in red on the plot."""
     plt = mpl()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     t_ps = tr["t_fs"] / 1000.0
     ax.plot(t_ps, tr["msd_A2"], "k-", lw=1.5, label=f"{species} MSD")
     for j, k in enumerate(_DIRS):
         ax.plot(t_ps, 3 * tr["msd_dir_A2"][:, j], lw=0.8, alpha=0.7, label=f"3×MSD$_{k}$")
-    if ch.get("msd_A2") is not None:
-        ax.plot(ch["t_fs"] / 1000.0, ch["msd_A2"], lw=0.8, color="gray", ls="--", label="charge MSD / N")
     f = tr["fit"]
+    if ch.get("msd_A2") is not None:
+        keep = ch["t_fs"] <= f.window_fs[1]  # beyond the tracer window the one collective walker is too noisy
+        ax.plot(ch["t_fs"][keep] / 1000.0, ch["msd_A2"][keep], lw=0.8, color="gray", ls="--",
+                label="charge MSD / N")
+        if np.isfinite(ch.get("diffusivity_cm2_s", np.nan)):
+            w0, w1 = ch["window_fs"]
+            ax.axvspan(w0 / 1000.0, w1 / 1000.0, color="gray", alpha=0.15, label="charge fit window")
     ax.axvspan(f.window_fs[0] / 1000.0, f.window_fs[1] / 1000.0, color="C2", alpha=0.15, label="fit window")
     tt = np.linspace(f.window_fs[0], f.window_fs[1], 50)
     i0, i1 = tr["window"]
@@ -450,6 +664,10 @@ def plot_msd(tr: dict[str, Any], ch: dict[str, Any], species: str, temperature_K
             label=f"D = {f.diffusivity_cm2_s:.3g} ± {f.diffusivity_err_cm2_s:.2g} cm²/s")
     ax.set_xlabel("time (ps)")
     ax.set_ylabel("MSD (Å²)")
-    ax.set_title(f"{species} at {temperature_K:g} K")
-    ax.legend(fontsize=7)
+    ax.set_title(f"{species} at {temperature_K:g} K" + (" — INVALID" if invalid else ""),
+                 color="red" if invalid else "black")
+    if invalid:
+        ax.text(0.02, 0.98, "\n".join(r[:90] for r in invalid), transform=ax.transAxes, va="top", fontsize=6,
+                color="red")
+    ax.legend(fontsize=7, loc="lower right")
     save_figure(fig, path)

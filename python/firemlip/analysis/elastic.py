@@ -5,7 +5,9 @@ Sources of stress–strain data:
 * ``templates/elastic.in.j2`` runs (LAMMPS, 0 K minimised or finite-T NVT averages) write ``elastic_stress.dat``:
   the pressure tensor (bar, P = −σ) of the reference and of ± strains along the six Voigt directions
   (xx yy zz yz xz xy; shears are engineering strains). C_ij = ∂σ_i/∂ε_j by central differences.
-* :func:`elastic_tensor_ase` does the same with any ASE calculator (no LAMMPS needed).
+* :func:`elastic_tensor_ase` does the same with any ASE calculator (no LAMMPS needed); :func:`calculator_from_spec`
+  builds one from any labeller spec of ``firemlip label`` (``emt``, ``lj``, ``mace:PATH``,
+  ``python:module:function``, …) or a MACE ``.model`` path.
 
 Derived quantities (our own formulas, tested against pymatgen and closed forms): Voigt and Reuss bounds
 (Voigt 1928; Reuss 1929) of bulk B and shear G from C and S = C⁻¹, Hill averages, E = 9BG/(3B+G),
@@ -230,11 +232,40 @@ def analyze_elastic(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[
     return _finish(res, out_dir)
 
 
+def calculator_from_spec(spec: str, settings: dict[str, Any] | None = None, atoms: Any = None,
+                         device: str = "cpu") -> tuple[Any, str]:
+    """An ASE calculator from a labeller spec, as ``firemlip label --calculator`` takes it, and the spec used.
+
+    ``spec``: ``emt``, ``lj``, ``gpaw``, ``vasp``, ``espresso``, ``mace:PATH``, ``python:module:function``, a
+    teacher name, or a path to a MACE ``.model`` file (read as ``mace:PATH``, on ``device`` in float64).
+    ``settings`` are the calculator's keyword settings (``--set``). The elements of ``atoms`` are checked
+    against what the calculator supports before it is built (one-line error).
+    Built by :func:`firemlip.labelling.make_calculator`.
+    """
+    from firemlip.errors import require_file
+    from firemlip.labelling import BUILTIN, make_calculator, validate_calculator
+
+    s = dict(settings or {})
+    name = str(spec)
+    if name not in BUILTIN and ":" not in name and (name.endswith(".model") or Path(name).is_file()):
+        name = f"mace:{name}"
+    if name.startswith("mace:"):
+        require_file(name[5:], "MACE model")
+        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+        s.setdefault("device", device)
+        s.setdefault("dtype", "float64")
+    validate_calculator(name, s, [atoms] if atoms is not None else [], "structure")
+    return make_calculator(name, s, atoms), name
+
+
 def analyze_elastic_ase(atoms: Any, calc: Any, out_dir: str | os.PathLike[str], strain: float = 1e-3,
-                        relax_ions: bool = True, fmax: float = 1e-4) -> dict[str, Any]:
-    """ASE-only elastic stage (machines without the LAMMPS plugin): :func:`elastic_tensor_ase` + moduli."""
+                        relax_ions: bool = True, fmax: float = 1e-4, calculator: str | None = None) -> dict[str, Any]:
+    """ASE-only elastic stage (machines without the LAMMPS plugin): :func:`elastic_tensor_ase` + moduli.
+
+    ``calc``: any ASE calculator (see :func:`calculator_from_spec`); ``calculator``: its spec, recorded."""
     C = elastic_tensor_ase(atoms, calc, strain=strain, relax_ions=relax_ions, fmax=fmax)
     res = {"analysis": "elastic", "method": f"ASE finite differences ({type(calc).__name__})",
+           "calculator": calculator or type(calc).__name__,
            "temperature_K": 0.0, "strain": strain, "volume_A3": float(atoms.get_volume()), "natoms": len(atoms),
            **elastic_properties(C)}
     return _finish(res, out_dir)
@@ -272,8 +303,8 @@ def plot_elastic(res: dict[str, Any], path: str | os.PathLike[str]) -> None:
         for k, (avg, off) in enumerate((("voigt", -0.25), ("reuss", 0.0), ("hill", 0.25))):
             a2.bar(x + off, [res[f"{n}_{avg}_GPa"] for n in names], width=0.25, label=avg.capitalize(),
                    color=f"C{k}")
-        a2.set_xticks(x, names)
+        a2.set_xticks(x, ["bulk modulus B", "shear modulus G", "Young's modulus E"], fontsize=8)
         a2.set_ylabel("modulus (GPa)")
-        a2.set_title(f"ν (Hill) = {res['poisson_hill']:.3f}")
+        a2.set_title(f"Poisson's ratio ν (Hill) = {res['poisson_hill']:.3f}")
         a2.legend(fontsize=8)
     save_figure(fig, path)

@@ -434,28 +434,31 @@ def _analyze_body(ctx: Context, rec: StageRecord) -> None:
     results: dict[str, Any] = {}
     diff_jsons = []
     if md.diffusion is not None:
+        from firemlip.io import read_frames
+
+        # the starting crystal (as the MD stage built it) is the reference of the melting check
+        reference = read_frames(ctx.output("structures", "structures.extxyz"))[0] * tuple(md.diffusion.supercell)
         for T in md.diffusion.temperatures_K:
             name = f"diffusion_{T:g}K"
             res = analyze_diffusion([ctx.stage_dir("md") / name / "dump.diffusion.lammpstrj"], an.species, T,
                                     md.diffusion.timestep_fs,
                                     rec.stage_dir / name, drift=an.drift, charge=an.charge, haven=an.haven,
-                                    seed=ctx.cfg.seed)
+                                    reference=reference, seed=ctx.cfg.seed)
             results[name] = res
             diff_jsons.append(rec.stage_dir / name / "diffusion.json")
             rec.outputs += [f"{name}/diffusion.json", f"{name}/msd.png"]
-        # a run that did not diffuse (D <= 0 within noise) cannot enter an Arrhenius fit: record and leave it out
-        diffusive = [j for j, T in zip(diff_jsons, md.diffusion.temperatures_K, strict=True)
-                     if (results[f"diffusion_{T:g}K"].get("diffusivity_cm2_s") or 0) > 0]
-        skipped = [str(j.parent.name) for j in diff_jsons if j not in diffusive]
+        # invalid runs (not diffusive, D <= 0, melted framework, ...) are left out of the fit by analyze_arrhenius,
+        # which records them and marks the fit invalid when fewer than 3 temperatures remain
+        skipped = [f"diffusion_{T:g}K" for T in md.diffusion.temperatures_K
+                   if not results[f"diffusion_{T:g}K"].get("valid")]
         if skipped:
             rec.extra["arrhenius_left_out"] = skipped
-        if len(diffusive) >= 2:
-            results["arrhenius"] = analyze_arrhenius(diffusive, rec.stage_dir / "arrhenius",
+        if len(diff_jsons) >= 2:
+            results["arrhenius"] = analyze_arrhenius(diff_jsons, rec.stage_dir / "arrhenius",
                                                      target_T_K=an.target_T_K, haven=an.haven, charge=an.charge)
             rec.outputs.append("arrhenius/arrhenius.json")
-        elif len(diff_jsons) >= 2:
-            rec.extra["arrhenius"] = (f"not fitted: only {len(diffusive)} of {len(diff_jsons)} temperatures gave "
-                                      f"a positive D ({', '.join(skipped)} did not diffuse)")
+            if not results["arrhenius"]["valid"]:
+                rec.extra["arrhenius"] = "invalid: " + "; ".join(results["arrhenius"]["invalid_reasons"])
     if md.elastic is not None:
         results["elastic"] = analyze_elastic(ctx.stage_dir("md") / "elastic", rec.stage_dir / "elastic")
         rec.outputs.append("elastic/elastic.json")
