@@ -34,7 +34,7 @@ def structure(natoms: int, seed: int = 0):
     return a
 
 
-def lammps_ms_per_step(work: Path, atoms, lmodel: Path, steps: int, threads: int) -> float:
+def lammps_ms_per_step(work: Path, atoms, lmodel: Path, steps: int, threads: int, pair_options: str = "") -> float:
     from ase.io import write
 
     work.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ atom_style atomic
 boundary p p p
 plugin load {plugin_path()}
 read_data data.bench
-pair_style mace threads {threads}
+pair_style mace threads {threads} {pair_options}
 pair_coeff * * {lmodel} Li Cl
 neighbor 1.0 bin
 timestep 0.001
@@ -76,6 +76,16 @@ def ase_ms_per_step(atoms, model: Path, dtype: str, steps: int, threads: int) ->
     return 1000.0 * (time.perf_counter() - t0) / steps
 
 
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps-small", type=int, default=20, help="timed steps at 96 atoms")
@@ -84,6 +94,9 @@ def main() -> int:
     ap.add_argument("--sizes", default="96,1000", help="comma-separated atom counts (96, 1000)")
     ap.add_argument("--dtypes", default="float64,float32")
     ap.add_argument("--out", default="runs/bench_lammps_md.json")
+    ap.add_argument("--pair-options", default="", help="extra pair_style mace keywords, e.g. 'executor profiling "
+                                                        "malloc default' (the plugin's settings before session 11)")
+    ap.add_argument("--skip-ase", action="store_true", help="time LAMMPS only")
     args = ap.parse_args()
 
     rows = []
@@ -99,8 +112,9 @@ def main() -> int:
             for n in (int(s) for s in args.sizes.split(",")):
                 steps = args.steps_small if n < 500 else args.steps_large
                 atoms = structure(n)
-                lmp = lammps_ms_per_step(tmp / f"lmp_{dtype}_{n}", atoms, lmodel, steps, args.threads)
-                ase_ms = ase_ms_per_step(atoms, mdl, dtype, steps, args.threads)
+                lmp = lammps_ms_per_step(tmp / f"lmp_{dtype}_{n}", atoms, lmodel, steps, args.threads,
+                                         args.pair_options)
+                ase_ms = float("nan") if args.skip_ase else ase_ms_per_step(atoms, mdl, dtype, steps, args.threads)
                 rows.append({"atoms": n, "dtype": dtype, "steps": steps, "lammps_ms_per_step": lmp,
                              "ase_ms_per_step": ase_ms, "speedup_lammps_vs_ase": ase_ms / lmp})
                 print(f"{n:6d} {dtype:8s} LAMMPS {lmp:9.1f} ms/step   ASE {ase_ms:9.1f} ms/step   "
@@ -111,6 +125,7 @@ def main() -> int:
         print(f"| {r['atoms']} | {r['dtype']} | {r['lammps_ms_per_step']:.1f} | {r['ase_ms_per_step']:.1f} | "
               f"{r['speedup_lammps_vs_ase']:.2f} |")
     write_json(args.out, {"model": {"shape": SHAPE.__dict__, "parameters": nparams}, "threads": args.threads,
+                          "pair_options": args.pair_options, "cpu_model": _cpu_model(),
                           "cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "results": rows})
     print(f"wrote {args.out}")
     return 0

@@ -7,8 +7,15 @@
    License, version 2 (see plugin/LICENSE).
 
    Usage:
-     pair_style mace [mode auto|local|ghost] [threads N] [freeze yes|no (default no)] [optimize yes|no (default yes)]
+     pair_style mace [device auto|cpu|cuda] [dtype float32|float64] [mode auto|local|ghost] [threads N]
+                     [freeze yes|no (default no)] [optimize yes|no (default yes)]
+                     [executor profiling|legacy (default legacy)] [malloc tune|default (default tune)]
      pair_coeff * * model.lammps.pt El1 El2 ...   (one element symbol per LAMMPS atom type)
+
+   device: auto = CUDA when this plugin's libtorch has CUDA and a GPU is visible, else CPU. With several
+   MPI ranks on a node, rank k uses GPU (k mod number of GPUs), k = the rank's index on its node.
+   dtype: checks that the exported model has this precision (export with `firemlip export --dtype ...`).
+   At the end of each run the plugin prints where its time went (graph building, transfers, model).
 
    Two ways of building the graph:
    - local (default on one MPI rank): every ghost atom is mapped back to the owned atom it
@@ -34,15 +41,22 @@
 #include "utils.h"
 
 #include <torch/csrc/jit/api/module.h>
+#include <torch/cuda.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <cstdint>
 #include <fstream>
 #include <iterator>
 #include <cmath>
 #include <cstring>
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 using namespace LAMMPS_NS;
 
@@ -66,7 +80,36 @@ static int atomic_number_of(const std::string &sym)
 
 /* ---------------------------------------------------------------------- */
 
-PairMACE::PairMACE(LAMMPS *lmp) : Pair(lmp)
+static double wall_seconds()
+{
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+/* index of this MPI rank among the ranks of its node (for the GPU choice) */
+static int node_local_rank(MPI_Comm world)
+{
+  static const char *const envs[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK",
+                                     "MPI_LOCALRANKID", "PMI_LOCAL_RANK", "SLURM_LOCALID"};
+#if defined(MPI_VERSION) && (MPI_VERSION >= 3)
+  (void) envs;
+  MPI_Comm node;
+  int rank = 0;
+  MPI_Comm_split_type(world, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  MPI_Comm_rank(node, &rank);
+  MPI_Comm_free(&node);
+  return rank;
+#else
+  (void) world;
+  for (const char *name : envs) {
+    const char *v = std::getenv(name);
+    if (v && *v) return std::atoi(v);
+  }
+  return 0;
+#endif
+}
+
+PairMACE::PairMACE(LAMMPS *lmp) : Pair(lmp), device(torch::kCPU)
 {
   single_enable = 0;
   restartinfo = 0;
@@ -81,6 +124,12 @@ PairMACE::PairMACE(LAMMPS *lmp) : Pair(lmp)
   nthreads = 0;
   freeze_model = 0;
   optimize_executor = 1;
+  executor = EXEC_LEGACY;
+  device_requested = DEVICE_AUTO;
+  dtype_requested = -1;
+  tune_malloc = 1;
+  for (double &t : timers) t = 0.0;
+  ncalls = 0;
   model_loaded = false;
   dtype = torch::kFloat64;
   r_max = 0.0;
@@ -129,8 +178,26 @@ void PairMACE::settings(int narg, char **arg)
       freeze_model = utils::logical(FLERR, val, false, lmp);
     } else if (key == "optimize") {
       optimize_executor = utils::logical(FLERR, val, false, lmp);
+    } else if (key == "executor") {
+      if (val == "profiling") executor = EXEC_PROFILING;
+      else if (val == "legacy") executor = EXEC_LEGACY;
+      else error->all(FLERR, "Illegal pair_style mace executor {}: expected profiling or legacy", val);
+    } else if (key == "malloc") {
+      if (val == "tune") tune_malloc = 1;
+      else if (val == "default") tune_malloc = 0;
+      else error->all(FLERR, "Illegal pair_style mace malloc {}: expected tune or default", val);
+    } else if (key == "device") {
+      if (val == "auto") device_requested = DEVICE_AUTO;
+      else if (val == "cpu") device_requested = DEVICE_CPU;
+      else if (val == "cuda") device_requested = DEVICE_CUDA;
+      else error->all(FLERR, "Illegal pair_style mace device {}: expected auto, cpu or cuda", val);
+    } else if (key == "dtype") {
+      if (val == "float64") dtype_requested = (int) torch::kFloat64;
+      else if (val == "float32") dtype_requested = (int) torch::kFloat32;
+      else error->all(FLERR, "Illegal pair_style mace dtype {}: expected float32 or float64", val);
     } else {
-      error->all(FLERR, "Illegal pair_style mace keyword {}: expected mode, threads, freeze or optimize", key);
+      error->all(FLERR, "Illegal pair_style mace keyword {}: expected device, dtype, mode, threads, freeze, "
+                 "optimize, executor or malloc", key);
     }
     iarg += 2;
   }
@@ -265,6 +332,41 @@ void PairMACE::coeff(int narg, char **arg)
                "num_interactions or atomic_numbers)", path);
   }
 
+  const char *model_dtype = dtype == torch::kFloat64 ? "float64" : "float32";
+  if (dtype_requested >= 0 && (torch::Dtype) dtype_requested != dtype)
+    error->all(FLERR, "pair_style mace dtype {}: model {} is {}; export a {} model with `firemlip export MODEL "
+               "--dtype {}`", dtype_requested == (int) torch::kFloat64 ? "float64" : "float32", path, model_dtype,
+               dtype_requested == (int) torch::kFloat64 ? "float64" : "float32",
+               dtype_requested == (int) torch::kFloat64 ? "float64" : "float32");
+
+  const bool cuda_ok = torch::cuda::is_available();
+  if (device_requested == DEVICE_CUDA && !cuda_ok)
+    error->all(FLERR, "pair_style mace device cuda: no CUDA device available to this plugin's libtorch (a CPU "
+               "build of torch, or no visible GPU); use device cpu or auto, or build the plugin against a CUDA torch");
+  if (device_requested == DEVICE_CUDA || (device_requested == DEVICE_AUTO && cuda_ok)) {
+    const int ngpu = (int) torch::cuda::device_count();
+    const int index = node_local_rank(world) % std::max(ngpu, 1);
+    device = torch::Device(torch::kCUDA, (c10::DeviceIndex) index);
+  } else {
+    device = torch::Device(torch::kCPU);
+  }
+  try {
+    model.to(device);
+  } catch (const std::exception &e) {
+    std::string msg = e.what();
+    msg = msg.substr(0, msg.find('\n'));
+    error->one(FLERR, "pair_style mace: cannot move model {} to {}: {}", path, device.str(), msg);
+  }
+#if defined(__GLIBC__)
+  if (tune_malloc && device.is_cpu()) {
+    // Each model call allocates and frees edge-sized tensors (tens of MB); glibc returns such blocks to the OS
+    // (mmap/munmap) and every call pays the page faults again. Keeping them in the heap was measured at
+    // 280 -> 228 ms per 1000-atom evaluation (benchmarks/results/bench_lammps_md_*.json).
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  }
+#endif
+
   if (freeze_model) {
     try {
       model = torch::jit::freeze(model);
@@ -273,6 +375,7 @@ void PairMACE::coeff(int narg, char **arg)
     }
   }
   torch::jit::setGraphExecutorOptimize(optimize_executor != 0);
+  torch::jit::getProfilingMode() = (executor == EXEC_PROFILING);
   if (nthreads > 0) torch::set_num_threads(nthreads);
   model_loaded = true;
 
@@ -281,9 +384,8 @@ void PairMACE::coeff(int narg, char **arg)
       setflag[i][j] = (type_to_species[i] >= 0 && type_to_species[j] >= 0) ? 1 : 0;
 
   if (comm->me == 0)
-    utils::logmesg(lmp, "pair_style mace: model {} with {} element(s), r_max = {} A, {} interaction(s), {}\n",
-                   path, nspecies, r_max, num_interactions,
-                   dtype == torch::kFloat64 ? "float64" : "float32");
+    utils::logmesg(lmp, "pair_style mace: model {} with {} element(s), r_max = {} A, {} interaction(s), {} on {}\n",
+                   path, nspecies, r_max, num_interactions, model_dtype, device.str());
 }
 
 /* ---------------------------------------------------------------------- */
@@ -336,27 +438,28 @@ void PairMACE::run_model(int nnodes, int nlocal_nodes, const std::vector<double>
 {
   const int64_t n = nnodes;
   const int64_t ne = (int64_t) edges_snd.size();
+  const double t0 = wall_seconds();
   auto f64 = torch::TensorOptions().dtype(torch::kFloat64);
   auto i64 = torch::TensorOptions().dtype(torch::kInt64);
+  const auto on_device = torch::TensorOptions().dtype(dtype).device(device);
 
-  torch::Tensor positions =
-      torch::from_blob((void *) pos.data(), {n, 3}, f64).to(dtype, false, true);
-  torch::Tensor t_shifts =
-      torch::from_blob((void *) shifts.data(), {ne, 3}, f64).to(dtype, false, true);
-  torch::Tensor t_unit =
-      torch::from_blob((void *) unit_shifts.data(), {ne, 3}, f64).to(dtype, false, true);
-  torch::Tensor t_cell = torch::from_blob((void *) cell, {3, 3}, f64).to(dtype, false, true);
+  // host arrays -> tensors in the model's dtype on the model's device (one copy each)
+  torch::Tensor positions = torch::from_blob((void *) pos.data(), {n, 3}, f64).to(on_device);
+  torch::Tensor t_shifts = torch::from_blob((void *) shifts.data(), {ne, 3}, f64).to(on_device);
+  torch::Tensor t_unit = torch::from_blob((void *) unit_shifts.data(), {ne, 3}, f64).to(on_device);
+  torch::Tensor t_cell = torch::from_blob((void *) cell, {3, 3}, f64).to(on_device);
   torch::Tensor edge_index = torch::empty({2, ne}, i64);
   if (ne > 0) {
     std::memcpy(edge_index.data_ptr<int64_t>(), edges_snd.data(), ne * sizeof(int64_t));
     std::memcpy(edge_index.data_ptr<int64_t>() + ne, edges_rcv.data(), ne * sizeof(int64_t));
   }
-  torch::Tensor sp = torch::from_blob((void *) species.data(), {n}, i64);
-  torch::Tensor node_attrs = torch::zeros({n, (int64_t) nspecies}, torch::TensorOptions().dtype(dtype));
+  edge_index = edge_index.to(device);
+  torch::Tensor sp = torch::from_blob((void *) species.data(), {n}, i64).to(device);
+  torch::Tensor node_attrs = torch::zeros({n, (int64_t) nspecies}, on_device);
   node_attrs.scatter_(1, sp.unsqueeze(1), 1.0);
-  torch::Tensor batch = torch::zeros({n}, i64);
-  torch::Tensor ptr = torch::tensor({(int64_t) 0, n}, i64);
-  torch::Tensor local_or_ghost = torch::zeros({n}, torch::TensorOptions().dtype(dtype));
+  torch::Tensor batch = torch::zeros({n}, i64.device(device));
+  torch::Tensor ptr = torch::tensor({(int64_t) 0, n}, i64).to(device);
+  torch::Tensor local_or_ghost = torch::zeros({n}, on_device);
   if (nlocal_nodes > 0) local_or_ghost.narrow(0, 0, nlocal_nodes).fill_(1.0);
 
   c10::Dict<std::string, torch::Tensor> data;
@@ -368,28 +471,34 @@ void PairMACE::run_model(int nnodes, int nlocal_nodes, const std::vector<double>
   data.insert("node_attrs", node_attrs);
   data.insert("batch", batch);
   data.insert("ptr", ptr);
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
+  const double t1 = wall_seconds();
 
   c10::IValue result;
   try {
     result = model.forward({data, local_or_ghost, want_virial});
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
   } catch (const std::exception &e) {
     std::string msg = e.what();
     msg = msg.substr(0, msg.find('\n'));
     error->one(FLERR, "pair_style mace: model evaluation failed: {}", msg);
   }
+  const double t2 = wall_seconds();
+  timers[TIMER_TO_DEVICE] += t1 - t0;
+  timers[TIMER_MODEL] += t2 - t1;
 
   auto out = result.toGenericDict();
   auto e_iv = out.at("total_energy_local");
   auto f_iv = out.at("forces");
   if (e_iv.isNone() || f_iv.isNone()) error->one(FLERR, "pair_style mace: the model returned no energy");
-  energy = e_iv.toTensor().to(torch::kFloat64).sum().item<double>();
+  energy = e_iv.toTensor().to(torch::kCPU, torch::kFloat64).sum().item<double>();
 
-  torch::Tensor f = f_iv.toTensor().to(torch::kFloat64).contiguous();
+  torch::Tensor f = f_iv.toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
   forces.assign(f.data_ptr<double>(), f.data_ptr<double>() + 3 * n);
 
   auto ne_iv = out.at("node_energy");
   if (!ne_iv.isNone()) {
-    torch::Tensor ee = ne_iv.toTensor().to(torch::kFloat64).contiguous();
+    torch::Tensor ee = ne_iv.toTensor().to(torch::kCPU, torch::kFloat64).contiguous();
     node_energy.assign(ee.data_ptr<double>(), ee.data_ptr<double>() + n);
   } else {
     node_energy.assign(n, 0.0);
@@ -399,7 +508,7 @@ void PairMACE::run_model(int nnodes, int nlocal_nodes, const std::vector<double>
   if (want_virial) {
     auto v_iv = out.at("virials");
     if (!v_iv.isNone()) {
-      torch::Tensor v = v_iv.toTensor().to(torch::kFloat64).reshape({3, 3}).contiguous();
+      torch::Tensor v = v_iv.toTensor().to(torch::kCPU, torch::kFloat64).reshape({3, 3}).contiguous();
       const double *w = v.data_ptr<double>();
       // LAMMPS order xx, yy, zz, xy, xz, yz; the model's virial is -dE/d(strain), symmetric
       virial6[0] = w[0];
@@ -410,6 +519,7 @@ void PairMACE::run_model(int nnodes, int nlocal_nodes, const std::vector<double>
       virial6[5] = 0.5 * (w[5] + w[7]);
     }
   }
+  timers[TIMER_FROM_DEVICE] += wall_seconds() - t2;
 }
 
 /* ---------------------------------------------------------------------- */
@@ -417,6 +527,8 @@ void PairMACE::run_model(int nnodes, int nlocal_nodes, const std::vector<double>
 void PairMACE::compute(int eflag, int vflag)
 {
   ev_init(eflag, vflag);
+  const double t_start = wall_seconds();
+  double t_model_start = t_start, t_model_end = t_start;
   if (vflag_atom) error->all(FLERR, "pair_style mace does not compute per-atom virials");
 
   double **x = atom->x;
@@ -516,12 +628,14 @@ void PairMACE::compute(int eflag, int vflag)
   const bool want_virial = vflag_global != 0;
   double energy = 0.0, vir[6];
   std::vector<double> fout, eout;
+  t_model_start = wall_seconds();
   if (nnodes > 0) {
     run_model(nnodes, nlocal_nodes, pos, species, snd, rcv, shifts, unit_shifts, cell, want_virial,
               energy, fout, eout, vir);
   } else {
     for (int k = 0; k < 6; ++k) vir[k] = 0.0;
   }
+  t_model_end = wall_seconds();
 
   for (int i = 0; i < nnodes; ++i) {
     f[i][0] += fout[3 * i];
@@ -533,4 +647,33 @@ void PairMACE::compute(int eflag, int vflag)
     for (int i = 0; i < nlocal_nodes; ++i) eatom[i] += eout[i];
   if (want_virial)
     for (int k = 0; k < 6; ++k) virial[k] += vir[k];
+  const double t_end = wall_seconds();
+  timers[TIMER_GRAPH] += t_model_start - t_start;
+  // device->host: what run_model spent after the model returned, plus adding the forces into LAMMPS' arrays
+  timers[TIMER_FROM_DEVICE] += t_end - t_model_end;
+  ncalls++;
+}
+
+/* ----------------------------------------------------------------------
+   end of a run: where the time of pair_style mace went (rank 0 prints the mean over ranks)
+------------------------------------------------------------------------- */
+
+void PairMACE::finish()
+{
+  if (ncalls == 0) return;
+  double sum[NTIMERS];
+  MPI_Allreduce(timers, sum, NTIMERS, MPI_DOUBLE, MPI_SUM, world);
+  const double nprocs = comm->nprocs;
+  for (double &t : sum) t /= nprocs;
+  const double total = sum[0] + sum[1] + sum[2] + sum[3];
+  if (comm->me == 0 && total > 0.0) {
+    utils::logmesg(lmp,
+                   "pair_style mace timers ({} calls on {}, mean over {} rank(s)): graph {:.4g} s ({:.1f}%), "
+                   "to device {:.4g} s ({:.1f}%), model {:.4g} s ({:.1f}%), from device {:.4g} s ({:.1f}%); "
+                   "{:.4g} ms/call\n",
+                   ncalls, device.str(), comm->nprocs, sum[0], 100 * sum[0] / total, sum[1], 100 * sum[1] / total,
+                   sum[2], 100 * sum[2] / total, sum[3], 100 * sum[3] / total, 1000 * total / ncalls);
+  }
+  for (double &t : timers) t = 0.0;
+  ncalls = 0;
 }

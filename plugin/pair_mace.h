@@ -28,15 +28,26 @@ class PairMACE : public Pair {
   void coeff(int, char **) override;
   void init_style() override;
   double init_one(int, int) override;
+  void finish() override;
 
  protected:
   enum { MODE_AUTO = 0, MODE_LOCAL = 1, MODE_GHOST = 2 };
+  enum { DEVICE_AUTO = 0, DEVICE_CPU = 1, DEVICE_CUDA = 2 };
+  enum { EXEC_PROFILING = 0, EXEC_LEGACY = 1 };
+  enum { TIMER_GRAPH = 0, TIMER_TO_DEVICE = 1, TIMER_MODEL = 2, TIMER_FROM_DEVICE = 3, NTIMERS = 4 };
 
   int mode_requested;    // auto | local | ghost (pair_style keyword)
   int use_ghost;         // mode chosen in init_style()
   int nthreads;          // torch intra-op threads (0: leave torch's default)
   int freeze_model;      // torch::jit::freeze the module after loading
-  int optimize_executor; // graph-executor optimisation (profiling) on/off
+  int optimize_executor; // graph-executor optimisation on/off
+  int executor;          // TorchScript executor: profiling (torch's default) or legacy
+  int device_requested;  // auto | cpu | cuda (pair_style keyword)
+  int dtype_requested;   // -1: the model's own; else a torch::Dtype the model must have
+  int tune_malloc;       // CPU: keep freed large blocks for reuse instead of returning them to the OS
+  torch::Device device;  // where the model and the graph tensors live
+  double timers[NTIMERS]; // wall seconds: graph building, host->device, model (forward+forces), device->host
+  long ncalls;
 
   torch::jit::Module model;
   bool model_loaded;

@@ -225,3 +225,31 @@ def test_raw_mace_model_in_pair_coeff_says_export(models, plugin, tmp_path):
     inp.write_text(text.replace(str(models["f64"]), str(tmp_path / "missing.lammps.pt")))
     with pytest.raises(FiremlipError, match="missing.lammps.pt not found"):
         run_lammps(tmp_path, threads=1, progress=False, timeout=120)
+
+
+@pytest.mark.parametrize("options, expected", [
+    ("device cuda", "no CUDA device available"),
+    ("dtype float32", "is float64; export a float32 model with `firemlip export MODEL --dtype float32`"),
+    ("device gpu", "expected auto, cpu or cuda"),
+])
+def test_pair_style_device_and_dtype_errors(options, expected, models, plugin, tmp_path):
+    import torch
+
+    if "cuda" in options and torch.cuda.is_available():
+        pytest.skip("a GPU is visible: device cuda is valid here")
+    inp = render("sample", tmp_path, _triclinic(), model=models["f64"], steps=2)
+    inp.write_text(inp.read_text().replace("pair_style      mace", f"pair_style      mace {options}"))
+    with pytest.raises(FiremlipError) as err:
+        run_lammps(tmp_path, threads=1, progress=False, timeout=120)
+    msg = str(err.value)
+    assert "\n" not in msg and expected in msg
+
+
+def test_timers_printed_at_end_of_run(models, plugin, tmp_path):
+    inp = render("sample", tmp_path, _triclinic(), model=models["f64"], steps=4)
+    inp.write_text(inp.read_text().replace("pair_style      mace", "pair_style      mace device cpu dtype float64"))
+    run_lammps(tmp_path, threads=1, progress=False, timeout=120)
+    log = (tmp_path / "log.lammps").read_text()
+    assert "on cpu" in log
+    line = next(x for x in log.splitlines() if x.startswith("pair_style mace timers"))
+    assert "graph" in line and "model" in line and "ms/call" in line
