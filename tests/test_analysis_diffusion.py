@@ -426,3 +426,47 @@ def test_guard_melted_framework_is_invalid_and_excluded(tmp_path: Path) -> None:
     good = [_diffusion_row(T) for T in (500.0, 600.0, 700.0)]
     arr = analyze_arrhenius([*good, tmp_path / "melt" / "diffusion.json"], tmp_path / "arr")
     assert arr["n_excluded"] == 1 and any("melted" in r for r in arr["excluded"][0]["reasons"])
+
+
+def test_region_selects_the_electrolyte_slab(tmp_path: Path) -> None:
+    """Li diffusing in a Pb-framework slab (z < 10 Å) beside a slab of immobile Li: the region gives D of the
+    slab's Li, their density in the slab's volume, and melt checks of the slab framework and of the rest."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(5)
+    n_frames, n_li, n_metal = 200, 32, 32
+    planes = np.array([0.5, 3.0, 5.5, 8.0])  # the slab's atomic planes, 2.5 Å apart: thickness 10 Å
+    pb0 = np.array([[x, y, z] for z in planes for x in np.arange(0, 20, 4.0) for y in np.arange(0, 20, 4.0)])
+    li0 = np.column_stack([rng.uniform(0, L_BOX, (n_li, 2)), rng.choice(planes, n_li)])
+    m0 = np.array([[x + 1, y + 1, z] for z in (11.0, 14.0, 17.0, 19.5) for x in (0, 5, 10, 15) for y in (0, 10)])
+    step = np.sqrt(2 * D_TRUE / 0.1 * DT_FS * EVERY)
+    li = li0[None] + np.cumsum(rng.normal(0, step, (n_frames, n_li, 3)), axis=0)
+    metal = m0[None] + rng.normal(0, 0.05, (n_frames, n_metal, 3))
+    pb = pb0[None] + rng.normal(0, 0.05, (n_frames, len(pb0), 3))
+    el = ["Li"] * (n_li + n_metal) + ["Pb"] * len(pb0)
+    write_dump(tmp_path / "d.dump", np.concatenate([li, metal, pb], axis=1), el)
+    ref = Atoms(el, positions=np.concatenate([li0, m0, pb0]), cell=[L_BOX] * 3, pbc=True)
+    ref.arrays["interface_label"] = np.array(["substrate"] * n_li + ["film"] * n_metal + ["substrate"] * len(pb0))
+    every = analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / "all", n_bootstrap=20,
+                              reference=ref)
+    res = {spec: analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / spec.replace(":", "_"),
+                                   n_bootstrap=20, reference=ref, region=spec)
+           for spec in ("substrate", "z:0:10", "zf:0:0.5")}
+    for spec, r in res.items():
+        assert r["n_ions"] == n_li, spec
+        assert abs(r["diffusivity_cm2_s"] / D_TRUE - 1) < 0.25, (spec, r["diffusivity_cm2_s"])
+        assert abs(r["region"]["thickness_A"] - 10.0) < 1e-6, spec
+        assert np.isclose(r["number_density_cm3"], n_li / (L_BOX * L_BOX * 10.0 * 1e-24)), spec
+        assert r["structure_check"]["sublattice"].startswith(f"framework of region {spec} (Pb)")
+        assert r["structure_check_outside"]["sublattice"].startswith(f"all atoms of outside {spec} (Li)")
+        assert not r["structure_check"]["melted"] and not r["structure_check_outside"]["melted"]
+        assert r["valid"], r["invalid_reasons"]
+    assert every["diffusivity_cm2_s"] < 0.7 * res["substrate"]["diffusivity_cm2_s"]  # diluted by the metal
+    assert json.loads((tmp_path / "substrate" / "diffusion.json").read_text())["region"]["spec"] == "substrate"
+    with pytest.raises(FiremlipError, match="region 'bulk'"):
+        analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / "x", reference=ref, region="bulk")
+    with pytest.raises(FiremlipError, match="slab regions need the starting interface"):
+        analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / "x", region="film")
+    with pytest.raises(FiremlipError, match="no atom lies in it"):
+        analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / "x", reference=ref,
+                          region="z:9.0:10.0")

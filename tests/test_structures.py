@@ -9,7 +9,7 @@ from ase.io import write
 
 from firemlip.errors import FiremlipError
 from firemlip.io import read_frames
-from firemlip.structures import build_interface, perturb, read_structures, too_close
+from firemlip.structures import build_interface, make_vacancies, perturb, read_structures, too_close
 
 
 def test_readers_cif_poscar_extxyz_lammps(tmp_path):
@@ -57,6 +57,28 @@ def test_interface_cu_ni():
     assert abs(rep.mismatch_percent[0] - 100 * (3.52 / 3.61 - 1)) < 0.5
     assert rep.film_von_mises_strain_percent > 0
     assert not too_close(atoms)[0]  # the periodic image interface keeps a gap too
+
+
+def test_interface_vacancy_in_the_middle_of_a_slab():
+    sub = bulk("Cu", "fcc", a=3.61, cubic=True)
+    film = bulk("Ni", "fcc", a=3.52, cubic=True)
+    full, _ = build_interface(sub, film, (1, 0, 0), (1, 0, 0), 3, 2, gap_A=2.0, max_mismatch=0.05, max_atoms=48)
+    atoms, rep = build_interface(sub, film, (1, 0, 0), (1, 0, 0), 3, 2, gap_A=2.0, max_mismatch=0.05,
+                                 max_atoms=48, vacancies=["substrate:Cu"])
+    assert len(atoms) == len(full) - 1 and atoms.get_chemical_symbols().count("Ni") == full.get_chemical_symbols().count("Ni")
+    (v,) = rep.vacancies
+    z = full.positions[:, 2][np.asarray(full.arrays["interface_label"]) == "substrate"]
+    mid = 0.5 * (z.min() + z.max())
+    assert v["element"] == "Cu" and v["slab"] == "substrate"
+    assert abs(v["position_A"][2] - mid) <= min(abs(z - mid)) + 0.01  # a middle-plane atom
+    assert np.allclose(np.delete(full.positions, v["index"], axis=0), atoms.positions)
+    assert "interface_label" in atoms.arrays and len(atoms.arrays["interface_label"]) == len(atoms)
+    with pytest.raises(FiremlipError, match="Wyckoff b"):
+        make_vacancies(full, ["substrate:Cu:b"])
+    with pytest.raises(FiremlipError, match="SLAB:ELEMENT"):
+        make_vacancies(full, ["bulk:Cu"])
+    with pytest.raises(FiremlipError, match="no Ni atom"):
+        make_vacancies(full, ["substrate:Ni"])
 
 
 def test_cli_perturb_and_errors(tmp_path, cli):

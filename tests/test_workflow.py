@@ -32,6 +32,8 @@ stages:
     ("structures: [a]\nstages:\n  perturb: {nconfigs: 3}\n", "stages.perturb.nconfigs: unknown field"),
     ("structures: [a]\ndevice: tpu\n", "device: expected one of"),
     ("structures: [a\n", "not valid YAML"),
+    ("interface: {substrate: a, film: b, vacancies: [middle:Li]}\n", "interface.vacancies: vacancy 'middle:Li'"),
+    ("structures: [a]\nstages:\n  analyze: {region: 'z:3'}\n", "stages.analyze.region: region 'z:3'"),
 ])
 def test_config_errors_name_the_field(tmp_path, text, expected):
     p = tmp_path / "c.yaml"

@@ -24,6 +24,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -48,6 +49,21 @@ class InterfaceConfig(_Strict):
     max_mismatch: PositiveFloat = 0.05
     max_area_A2: PositiveFloat = 100.0
     max_atoms: PositiveInt = 64
+    #: atoms removed from the middle of a slab, each ``SLAB:ELEMENT[:WYCKOFF]`` (e.g. ``substrate:Li:c``: a Li(2)
+    #: vacancy of Li3N); see :func:`firemlip.structures.make_vacancies`
+    vacancies: list[str] = Field(default_factory=list)
+
+    @field_validator("vacancies")
+    @classmethod
+    def _vacancy_syntax(cls, v: list[str]) -> list[str]:
+        from firemlip.structures import parse_vacancy
+
+        for text in v:
+            try:
+                parse_vacancy(text)
+            except Exception as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
 
 class LabellerConfig(_Strict):
@@ -192,6 +208,22 @@ class AnalyzeStage(_Strict):
     #: centre of mass removed from the displacements: the framework's (non-mobile atoms; the literature's and
     #: kinisi's reference, falls back to system when there is none), the whole cell's, or none
     drift: Literal["framework", "system", "none"] = "framework"
+    #: mobile atoms analysed: all of ``species`` (None), or those initially in a region of the starting structure:
+    #: ``substrate`` / ``film`` (a slab of the interface), ``z:LO:HI`` (Å along the stacking axis) or
+    #: ``zf:LO:HI`` (fractional); the melt check then looks at that region (see firemlip.analysis.diffusion)
+    region: str | None = None
+
+    @field_validator("region")
+    @classmethod
+    def _region_syntax(cls, v: str | None) -> str | None:
+        if v is not None:
+            from firemlip.analysis.diffusion import parse_region
+
+            try:
+                parse_region(v)
+            except Exception as exc:
+                raise ValueError(str(exc)) from None
+        return v
 
 
 class AuditStage(_Strict):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -113,18 +113,74 @@ class InterfaceReport:
     film_von_mises_strain_percent: float
     substrate_strain_percent: float
     termination: list[str]
+    #: atoms removed by ``vacancies``: their index in the complete interface, element, slab, bulk Wyckoff letter
+    #: and position (Å)
+    vacancies: list[dict[str, Any]] = field(default_factory=list)
+
+
+def parse_vacancy(text: str) -> tuple[str, str, str | None]:
+    """``SLAB:ELEMENT[:WYCKOFF]`` (e.g. ``substrate:Li:c``) as (slab, element, Wyckoff letter or None)."""
+    parts = [x.strip() for x in str(text).split(":")]
+    if len(parts) not in (2, 3) or parts[0] not in ("substrate", "film") or parts[1] not in atomic_numbers:
+        raise FiremlipError(f"vacancy {text!r}: expected SLAB:ELEMENT[:WYCKOFF] with SLAB substrate or film, "
+                            f"e.g. substrate:Li:c")
+    return parts[0], parts[1], (parts[2] or None) if len(parts) == 3 else None
+
+
+def make_vacancies(atoms: Atoms, vacancies: Sequence[str]) -> tuple[Atoms, list[dict[str, Any]]]:
+    """Remove one atom per ``SLAB:ELEMENT[:WYCKOFF]`` entry: the matching atom nearest the slab's mid-plane.
+
+    ``SLAB`` is ``substrate`` or ``film`` (the ``interface_label`` of :func:`build_interface`), ``WYCKOFF`` the
+    Wyckoff letter of the atom's site in its bulk crystal (e.g. ``c`` for Li(2) of Li3N, the site of its native
+    vacancies). Candidates are ranked by their distance (Å, along the stacking axis) from the middle of their
+    slab's z range, ties (within 0.01 Å) by index, so the choice is deterministic. Vacancies are bulk-like
+    defects away from both interfaces; a slab with no matching atom is an error.
+    """
+    labels = atoms.arrays.get("interface_label")
+    if labels is None:
+        raise FiremlipError("vacancies need an interface built by build_interface (no interface_label array)")
+    wyck = atoms.arrays.get("bulk_wyckoff")
+    keep = np.ones(len(atoms), dtype=bool)
+    removed: list[dict[str, Any]] = []
+    z = atoms.positions[:, 2]
+    sym = np.asarray(atoms.get_chemical_symbols())
+    for text in vacancies:
+        slab, element, letter = parse_vacancy(text)
+        in_slab = np.asarray(labels) == slab
+        ok = in_slab & (sym == element) & keep
+        if letter is not None:
+            if wyck is None:
+                raise FiremlipError(f"vacancy {text!r}: the interface has no bulk_wyckoff array")
+            ok &= np.asarray(wyck).astype(str) == letter
+        if not ok.any():
+            raise FiremlipError(f"vacancy {text!r}: no {element} atom{' on Wyckoff ' + letter if letter else ''} "
+                                f"left in the {slab} slab")
+        mid = 0.5 * (z[in_slab].min() + z[in_slab].max())
+        cand = np.flatnonzero(ok)
+        dist = np.round(np.abs(z[cand] - mid), 2)
+        i = int(cand[np.lexsort((cand, dist))[0]])
+        keep[i] = False
+        removed.append({"index": i, "element": element, "slab": slab,
+                        "wyckoff": str(wyck[i]) if wyck is not None else None,
+                        "position_A": [round(float(x), 4) for x in atoms.positions[i]]})
+    out = atoms[keep]
+    out.info = dict(atoms.info)
+    return out, removed
 
 
 def build_interface(substrate: Atoms, film: Atoms, substrate_miller: tuple[int, int, int],
                     film_miller: tuple[int, int, int], substrate_layers: int = 2, film_layers: int = 2,
                     gap_A: float = 2.5, vacuum_A: float = 0.0, max_mismatch: float = 0.05,
-                    max_area_A2: float = 100.0, max_atoms: int = 64) -> tuple[Atoms, InterfaceReport]:
+                    max_area_A2: float = 100.0, max_atoms: int = 64,
+                    vacancies: Sequence[str] = ()) -> tuple[Atoms, InterfaceReport]:
     """Stack a film slab on a substrate slab along z with pymatgen's coherent interface builder.
 
     In-plane supercells are chosen by Zur–McGill lattice matching with length tolerance ``max_mismatch``
     (fraction); the film takes the strain, the substrate keeps its lattice. Among the matches, the smallest
     cell with at most ``max_atoms`` atoms is returned, with ``gap_A`` (Å) between the slabs and ``vacuum_A``
-    (Å) above the film (0 gives a periodic superlattice with a second interface).
+    (Å) above the film (0 gives a periodic superlattice with a second interface). ``vacancies``
+    (``SLAB:ELEMENT[:WYCKOFF]`` entries, see :func:`make_vacancies`) then removes atoms from the middle of a slab;
+    ``max_atoms`` applies to the complete interface.
     """
     from pymatgen.analysis.interfaces.coherent_interfaces import CoherentInterfaceBuilder
     from pymatgen.analysis.interfaces.zsl import ZSLGenerator
@@ -162,9 +218,13 @@ def build_interface(substrate: Atoms, film: Atoms, substrate_miller: tuple[int, 
     mismatch = [float(100 * (np.linalg.norm(fv[k]) / np.linalg.norm(sv[k]) - 1)) for k in range(2)]
     atoms = ad.get_atoms(iface)
     atoms.info = {"config_type": "interface", "source": "build_interface"}
+    removed: list[dict[str, Any]] = []
+    if vacancies:
+        atoms, removed = make_vacancies(atoms, vacancies)
+        atoms.info["vacancies"] = " ".join(f"{v['element']}{v['index']}" for v in removed)
     rep = InterfaceReport(tuple(film_miller), tuple(substrate_miller), len(atoms),
                           float(np.linalg.norm(np.cross(sv[0], sv[1]))), mismatch,
-                          float(100 * props["von_mises_strain"]), 0.0, [str(t) for t in term])
+                          float(100 * props["von_mises_strain"]), 0.0, [str(t) for t in term], removed)
     return atoms, rep
 
 
@@ -198,14 +258,15 @@ def _cmd_interface(args: argparse.Namespace) -> int:
     film = read_structures([args.film], index="0")[0]
     atoms, rep = build_interface(sub, film, args.substrate_miller, args.film_miller, args.substrate_layers,
                                  args.film_layers, args.gap, args.vacuum, args.max_mismatch, args.max_area,
-                                 args.max_atoms)
+                                 args.max_atoms, args.vacancy)
     write_frames(args.output, [atoms])
     from firemlip.workflow.manifest import write_json
 
     write_json(Path(args.output).with_suffix(".json"), asdict(rep))
     print(f"wrote {args.output}: {rep.n_atoms} atoms, mismatch {rep.mismatch_percent[0]:+.2f}% / "
           f"{rep.mismatch_percent[1]:+.2f}%, film strain {rep.film_von_mises_strain_percent:.2f}% "
-          f"(substrate unstrained)")
+          f"(substrate unstrained)" + "".join(f"; vacancy: {v['element']} ({v['wyckoff']}) of the {v['slab']} at "
+                                             f"z = {v['position_A'][2]:.2f} Å" for v in rep.vacancies))
     return 0
 
 
@@ -235,5 +296,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--max-mismatch", type=nonneg_float, default=0.05, help="lattice mismatch tolerance")
     q.add_argument("--max-area", type=nonneg_float, default=100.0, help="max interface area in Å²")
     q.add_argument("--max-atoms", type=positive_int, default=64)
+    q.add_argument("--vacancy", action="append", default=[], metavar="SLAB:ELEMENT[:WYCKOFF]",
+                   help="remove the ELEMENT atom (on bulk Wyckoff site WYCKOFF) nearest the middle of the substrate "
+                        "or film slab, e.g. substrate:Li:c; repeatable")
     q.add_argument("-o", "--output", required=True)
     q.set_defaults(func=_cmd_interface)

@@ -49,11 +49,11 @@ def _diffusion(args: argparse.Namespace) -> int:
                             window_fs=tuple(args.window_fs) if args.window_fs else None,
                             n_bootstrap=args.bootstrap, n_blocks=args.blocks, charge=args.charge,
                             haven=args.haven, haven_max_rel_err=args.haven_max_rel_err, reference=args.reference,
-                            check_structure=not args.no_structure_check, seed=args.seed)
+                            check_structure=not args.no_structure_check, region=args.region, seed=args.seed)
     _print(res, ("species", "temperature_K", "drift_correction", "diffusivity_cm2_s", "diffusivity_err_cm2_s",
                  "fit_window_fs", "loglog_exponent", "diffusive", "charge_diffusivity_cm2_s",
                  "charge_diffusivity_err_cm2_s", "haven_ratio", "haven_ratio_err", "haven_source",
-                 "haven_required_duration_ps", "warning", "valid", "invalid_reasons"))
+                 "haven_required_duration_ps", "warning", "region", "outside_note", "valid", "invalid_reasons"))
     if res.get("conductivity"):
         c = res["conductivity"]
         _print(c, ("sigma_tracer_S_cm", "sigma_tracer_err_S_cm", "sigma_charge_S_cm", "sigma_charge_err_S_cm"))
@@ -182,6 +182,10 @@ def register_cli(subparsers: Any) -> None:
                         "it H_R is null and the run length needed is estimated")
     d.add_argument("--reference", help="structure file of the starting crystal for the melting check of the final "
                                        "frames (default: the first frame)")
+    d.add_argument("--region", help="analyse only the mobile atoms initially in a region of the --reference "
+                                    "structure: substrate or film (a slab of a `firemlip interface` structure), "
+                                    "z:LO:HI (Å along the stacking axis) or zf:LO:HI (fractions); σ then uses the "
+                                    "region's volume and the melting check its framework")
     d.add_argument("--no-structure-check", action="store_true",
                    help="skip the pyscal3 melting/collapse check of the final frames")
     d.add_argument("--seed", type=int, default=0)

@@ -282,6 +282,107 @@ def _species_mask(traj: Trajectory, species: str, path: str) -> np.ndarray:
     return mask
 
 
+#: Region names that select the atoms of one slab of an interface (``interface_label`` of the reference).
+REGION_SLABS = ("substrate", "film")
+#: Gap (Å) along the stacking axis that separates two atomic planes of a slab (region thickness estimate).
+PLANE_GAP_A = 0.5
+
+
+def parse_region(text: str) -> tuple[str, float | None, float | None]:
+    """A region spec as (kind, lo, hi): ``substrate`` / ``film`` → (name, None, None); ``z:LO:HI`` → ('z', LO, HI)
+    in Å along the stacking axis (the normal of the first two cell vectors); ``zf:LO:HI`` → ('zf', LO, HI) as
+    fractions of the third cell vector. LO > HI wraps through the periodic boundary."""
+    t = str(text).strip()
+    if t in REGION_SLABS:
+        return t, None, None
+    parts = t.split(":")
+    if len(parts) == 3 and parts[0] in ("z", "zf"):
+        try:
+            lo, hi = float(parts[1]), float(parts[2])
+        except ValueError:
+            lo = hi = float("nan")
+        if np.isfinite(lo) and np.isfinite(hi) and lo != hi and (parts[0] == "z" or (0 <= lo <= 1 and 0 <= hi <= 1)):
+            return parts[0], lo, hi
+    raise FiremlipError(f"region {text!r}: expected substrate, film, z:LO:HI (Å) or zf:LO:HI (fractions 0-1), "
+                        "e.g. substrate or z:2.0:11.5")
+
+
+def _stacking(cell: np.ndarray) -> tuple[np.ndarray, float]:
+    """Unit normal of the plane of cell vectors a, b and the cell height along it (Å)."""
+    n = np.cross(cell[0], cell[1])
+    n = n / np.linalg.norm(n)
+    return n, float(abs(np.dot(cell[2], n)))
+
+
+def _slab_thickness(h: np.ndarray, height: float) -> tuple[float, int]:
+    """Thickness (Å) of a slab from its atoms' heights ``h`` (Å, wrapped into [0, height)) and its plane count.
+
+    The slab is unwrapped at the largest periodic gap, its atoms grouped into planes (gaps > PLANE_GAP_A), and
+    the thickness is the extent × n/(n − 1) for n planes, i.e. n interplanar spacings (the share of the cell a
+    bulk slab of n planes fills). One plane: 0 (the caller falls back to an atom-count share).
+    """
+    z = np.sort(np.mod(h, height))
+    gaps = np.diff(np.concatenate([z, [z[0] + height]]))
+    k = int(np.argmax(gaps))
+    z = np.sort(np.where(np.arange(len(z)) > k, z - height, z)) if k < len(z) - 1 else z
+    planes = 1 + int(np.sum(np.diff(z) > PLANE_GAP_A))
+    if planes < 2:
+        return 0.0, planes
+    return float((z[-1] - z[0]) * planes / (planes - 1)), planes
+
+
+def select_region(spec: str, traj: Trajectory, reference: Any = None) -> dict[str, Any]:
+    """Atoms initially in a region (:func:`parse_region`) and the region's share of the cell volume.
+
+    Initial positions are those of ``reference`` (ASE Atoms of the starting structure, atoms in dump-id order)
+    when it has as many atoms as the dump with the same elements, else the run's first frame; slab names need
+    the reference's ``interface_label`` array (written by ``firemlip interface``). Returns ``mask`` (bool per
+    atom), ``thickness_A`` and ``volume_fraction`` (of the cell, for the number density of the region's ions)
+    and how they were obtained.
+    """
+    kind, lo, hi = parse_region(spec)
+    n_atoms = len(traj.elements)
+    ref_ok = (reference is not None and len(reference) == n_atoms
+              and list(reference.get_chemical_symbols()) == traj.elements.tolist())
+    if ref_ok:
+        pos0, cell0, src = reference.get_positions(), np.asarray(reference.get_cell()), "reference structure"
+    else:
+        if traj.cells_A is None:
+            raise FiremlipError(f"region {spec!r}: the trajectory has no cell and no matching reference was given")
+        pos0, cell0, src = traj.positions[0], np.asarray(traj.cells_A[0]), "first frame of the run"
+    normal, height = _stacking(cell0)
+    frac = np.mod(np.linalg.solve(cell0.T, pos0.T).T[:, 2], 1.0)
+    h = frac * height
+    out: dict[str, Any] = {"spec": spec, "positions_from": src}
+    if kind in REGION_SLABS:
+        if not ref_ok or "interface_label" not in reference.arrays:
+            why = ("the reference has no interface_label array (build it with `firemlip interface`)" if ref_ok
+                   else "no reference structure with the dump's atoms was given")
+            raise FiremlipError(f"region {spec!r}: slab regions need the starting interface: {why}")
+        mask = np.asarray(reference.arrays["interface_label"]).astype(str) == kind
+        if not mask.any():
+            raise FiremlipError(f"region {spec!r}: no atom of the reference is labelled {kind!r}")
+        thick, planes = _slab_thickness(h[mask], height)
+        if thick > 0:
+            out.update(thickness_A=thick, volume_fraction=min(thick / height, 1.0),
+                       volume_method=f"{planes} atomic planes of the {kind} slab × their spacing")
+        else:
+            out.update(thickness_A=None, volume_fraction=float(mask.sum()) / n_atoms,
+                       volume_method=f"single-plane {kind} slab: its share of the atoms")
+    else:
+        f_lo, f_hi = (lo / height, hi / height) if kind == "z" else (lo, hi)
+        mask = (frac >= f_lo) & (frac < f_hi) if f_lo < f_hi else (frac >= f_lo) | (frac < f_hi)
+        width = (f_hi - f_lo) % 1.0 if kind == "zf" or abs(f_hi - f_lo) < 1 else 1.0
+        out.update(thickness_A=width * height, volume_fraction=min(width, 1.0),
+                   volume_method=f"slab {lo:g}-{hi:g} {'Å' if kind == 'z' else '(fractional)'} of the cell height "
+                                 f"{height:.3f} Å")
+        if not mask.any():
+            raise FiremlipError(f"region {spec!r}: no atom lies in it (cell height {height:.3f} Å)")
+    out["mask"] = mask
+    out["cell_height_A"] = height
+    return out
+
+
 def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fraction: float = 0.5,
                      tolerance: float = 0.15, window_fs: tuple[float, float] | None = None,
                      n_bootstrap: int = 200, seed: int = 0) -> dict[str, Any]:
@@ -403,7 +504,8 @@ def haven_ratio(d_tracer: float, d_tracer_err: float, d_charge: float, d_charge_
 
 # ----------------------------------------------------------------------------------------------------- checks
 def final_structure_check(traj: Trajectory, mobile: np.ndarray, reference: Any = None,
-                          n_frames: int = STRUCTURE_CHECK_FRAMES) -> dict[str, Any]:
+                          n_frames: int = STRUCTURE_CHECK_FRAMES, atoms: np.ndarray | None = None,
+                          label: str | None = None) -> dict[str, Any]:
     """Melting/collapse check (:func:`firemlip.analysis.structure.structure_check`, pyscal3) of a run's last frames.
 
     Only the framework sublattice (atoms not in the boolean mask ``mobile``) is compared, because the mobile
@@ -411,6 +513,10 @@ def final_structure_check(traj: Trajectory, mobile: np.ndarray, reference: Any =
     ``n_frames`` frames evenly spread over the last fifth of the run are compared with ``reference`` (ASE Atoms
     of the starting structure, of which the same sublattice is taken) or, without one, with the run's first
     frame. A run is ``melted`` / ``collapsed`` when more than half of the checked frames carry that flag.
+
+    ``atoms`` (a boolean mask over all atoms, e.g. the framework of one region) replaces the framework choice; the
+    reference then must list the dump's atoms in order (else the first frame is the reference), and ``label``
+    names the selection in the result.
     """
     from ase import Atoms
 
@@ -418,17 +524,27 @@ def final_structure_check(traj: Trajectory, mobile: np.ndarray, reference: Any =
 
     if traj.cells_A is None:
         return {"checked": False, "note": "no cell in the trajectory"}
-    sub = ~mobile if (~mobile).any() else np.ones_like(mobile)
+    if atoms is not None:
+        sub = np.asarray(atoms, bool)
+        if not sub.any():
+            return {"checked": False, "note": "no atoms selected for the structure check"}
+        label = label or f"selected atoms ({', '.join(sorted(set(traj.elements[sub].tolist())))})"
+    else:
+        sub = ~mobile if (~mobile).any() else np.ones_like(mobile)
+        label = (f"framework ({', '.join(sorted(set(traj.elements[sub].tolist())))})" if (~mobile).any()
+                 else "all atoms (no framework)")
     mob = sorted(set(traj.elements[mobile].tolist()))
-    label = (f"framework ({', '.join(sorted(set(traj.elements[sub].tolist())))})" if (~mobile).any()
-             else "all atoms (no framework)")
     T = len(traj.steps)
     idx = np.unique(np.linspace(int(0.8 * (T - 1)), T - 1, max(n_frames, 1)).round().astype(int))
 
     def frame(i: int) -> Atoms:
         return Atoms(traj.elements[sub].tolist(), positions=traj.positions[i, sub], cell=traj.cells_A[i], pbc=True)
 
-    if reference is None:
+    if atoms is not None:
+        same = reference is not None and list(reference.get_chemical_symbols()) == traj.elements.tolist()
+        ref, ref_src = (reference[np.flatnonzero(sub)], "given reference structure") if same else \
+            (frame(0), "first frame of the run")
+    elif reference is None:
         ref, ref_src = frame(0), "first frame of the run"
     else:
         keep = [k for k, e in enumerate(reference.get_chemical_symbols())
@@ -497,7 +613,8 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
                       tolerance: float = 0.15, window_fs: tuple[float, float] | None = None,
                       n_bootstrap: int = 200, n_blocks: int = 10, charge: float | None = None,
                       haven: float | None = None, haven_max_rel_err: float = HAVEN_MAX_REL_ERR,
-                      reference: Any = None, check_structure: bool = True, seed: int = 0) -> dict[str, Any]:
+                      reference: Any = None, check_structure: bool = True, region: str | None = None,
+                      seed: int = 0) -> dict[str, Any]:
     """Diffusion analysis of LAMMPS dumps; writes ``diffusion.json`` and ``msd.png`` in ``out_dir``.
 
     species: the mobile element; temperature_K: the run's temperature (K); timestep_fs: the MD time step (fs),
@@ -516,6 +633,13 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     With ``check_structure`` the framework of the final frames is compared with ``reference`` (ASE Atoms or a
     structure file; default: the first frame) by :func:`final_structure_check`. ``valid`` / ``invalid_reasons``
     follow :func:`diffusion_validity`. Returns the JSON content as a dict.
+
+    ``region`` (:func:`parse_region`: ``substrate``, ``film``, ``z:LO:HI`` Å or ``zf:LO:HI``) restricts the
+    analysis to the ``species`` atoms initially in that region of ``reference`` (e.g. the electrolyte slab of an
+    interface, see :func:`select_region`): their MSD, D*, D_σ and Haven ratio, their number density in the region's
+    volume (for σ), the drift reference (the region's non-mobile atoms when it has any) and the melting check (the
+    region's framework, or all its atoms when it holds only the mobile species). The rest of the cell is checked
+    too and reported as ``structure_check_outside`` (information, not a validity criterion).
     """
     from firemlip.analysis.conductivity import conductivity_from_diffusion
 
@@ -533,7 +657,16 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         reference = read_frames(reference, index=0, what="reference structure")[0]
     traj = read_dump(dumps, elements)
     src = traj.sources[0]
-    mask = _species_mask(traj, species, src)
+    species_mask = _species_mask(traj, species, src)
+    mask, framework, reg, in_region = species_mask, ~species_mask, None, None
+    if region is not None:
+        reg = select_region(region, traj, reference)
+        in_region = reg.pop("mask")
+        mask = species_mask & in_region
+        if not mask.any():
+            raise FiremlipError(f"region {region!r}: no {species} atom is initially in it")
+        if (framework & in_region).any():
+            framework = framework & in_region
     if len(traj.steps) < MIN_FRAMES:
         raise FiremlipError(f"{src}: too few frames for a fit ({len(traj.steps)}; need at least {MIN_FRAMES})")
     dsteps = np.diff(traj.steps)
@@ -541,14 +674,14 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         raise FiremlipError(f"{src}: frames are not evenly spaced in steps ({sorted(set(dsteps.tolist()))[:5]})")
     dt_frame = float(dsteps[0]) * timestep_fs
     used, drift_note = drift, None
-    if drift == "framework" and mask.all():
+    if drift == "framework" and not framework.any():
         used = "system"
         drift_note = (f"no framework atoms (only {species}): drift removed relative to the whole system "
                       "instead of the framework")
     if used == "system":
         pos = remove_drift(traj.positions, traj.masses)
     elif used == "framework":
-        pos = remove_drift(traj.positions, traj.masses, ~mask)
+        pos = remove_drift(traj.positions, traj.masses, framework)
     else:
         pos = traj.positions
     pos = pos[:, mask]
@@ -556,7 +689,7 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
                           n_bootstrap=n_bootstrap, seed=seed)
     f = tr["fit"]
     ch = charge_diffusion(pos, dt_frame, f.window_fs, n_blocks=n_blocks, max_rel_err=haven_max_rel_err)
-    volume = float(traj.volumes_A3.mean())
+    volume = float(traj.volumes_A3.mean()) * (reg["volume_fraction"] if reg is not None else 1.0)
     n_ions = int(mask.sum())
     duration_ps = dt_frame * (len(traj.steps) - 1) / 1000.0
     result: dict[str, Any] = {
@@ -596,6 +729,11 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     }
     if drift_note:
         result["drift_note"] = drift_note
+    if reg is not None:
+        result["region"] = {**reg, "n_ions": n_ions, "n_framework": int((framework & in_region).sum()),
+                            "n_atoms": int(in_region.sum()), "cell_volume_A3": float(traj.volumes_A3.mean()),
+                            "note": f"{species} atoms initially in {region}; volume_A3 and the number density "
+                                    "are those of the region"}
     if not f.diffusive:
         result["warning"] = (f"MSD is not diffusive in the fit window (log-log slope {f.loglog_exponent:.2f}); "
                              "D is an upper bound or the run is too short")
@@ -625,14 +763,30 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     except FiremlipError as exc:
         result["conductivity"] = None
         result["conductivity_note"] = str(exc)
-    if check_structure:
+    if check_structure and in_region is None:
         result["structure_check"] = final_structure_check(traj, mask, reference)
+    elif check_structure:
+        for key, sel, where in (("structure_check", in_region, f"region {region}"),
+                                ("structure_check_outside", ~in_region, f"outside {region}")):
+            if not sel.any():
+                continue
+            fw = sel & ~species_mask
+            atoms = fw if fw.any() else sel
+            name = (f"framework of {where} ({', '.join(sorted(set(traj.elements[atoms].tolist())))})" if fw.any()
+                    else f"all atoms of {where} ({', '.join(sorted(set(traj.elements[atoms].tolist())))})")
+            result[key] = final_structure_check(traj, species_mask, reference, atoms=atoms, label=name)
+        out_sc = result.get("structure_check_outside") or {}
+        if out_sc.get("melted"):
+            result["outside_note"] = (f"{out_sc.get('sublattice')} melted or amorphised (q6 "
+                                      f"{np.mean(out_sc['q6']):.3f} vs {out_sc['q6_reference']:.3f}); the "
+                                      f"region's result does not depend on it")
     reasons = diffusion_validity(result)
     result["valid"] = not reasons
     result["invalid_reasons"] = reasons
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plot_msd(tr, ch, species, temperature_K, out / "msd.png", invalid=reasons)
+    plot_msd(tr, ch, species if region is None else f"{species} in {region}", temperature_K, out / "msd.png",
+             invalid=reasons)
     result["plot"] = "msd.png"
     write_result(out / "diffusion.json", result)
     return result

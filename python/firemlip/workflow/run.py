@@ -71,7 +71,7 @@ def _structures_body(ctx: Context, rec: StageRecord) -> None:
         film = read_structures([str(cfg.path(ic.film))], index="0")[0]
         atoms, rep = build_interface(sub, film, ic.substrate_miller, ic.film_miller, ic.substrate_layers,
                                      ic.film_layers, ic.gap_A, ic.vacuum_A, ic.max_mismatch, ic.max_area_A2,
-                                     ic.max_atoms)
+                                     ic.max_atoms, ic.vacancies)
         frames = [atoms]
         from dataclasses import asdict
 
@@ -443,7 +443,7 @@ def _analyze_body(ctx: Context, rec: StageRecord) -> None:
             res = analyze_diffusion([ctx.stage_dir("md") / name / "dump.diffusion.lammpstrj"], an.species, T,
                                     md.diffusion.timestep_fs,
                                     rec.stage_dir / name, drift=an.drift, charge=an.charge, haven=an.haven,
-                                    reference=reference, seed=ctx.cfg.seed)
+                                    reference=reference, region=an.region, seed=ctx.cfg.seed)
             results[name] = res
             diff_jsons.append(rec.stage_dir / name / "diffusion.json")
             rec.outputs += [f"{name}/diffusion.json", f"{name}/msd.png"]
