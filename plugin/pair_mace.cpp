@@ -17,13 +17,17 @@
    dtype: checks that the exported model has this precision (export with `firemlip export --dtype ...`).
    At the end of each run the plugin prints where its time went (graph building, transfers, model).
 
-   Two ways of building the graph:
+   Three ways of building the graph:
    - local (default on one MPI rank): every ghost atom is mapped back to the owned atom it
      images; the graph has only the owned atoms and periodic edges carry integer cell shifts.
      The model runs on N atoms, the virial comes from the strain derivative (cell included).
    - ghost (default on several ranks; needs newton_pair on): the graph has owned and ghost
      atoms (ghost shell = num_interactions * r_max + skin), only owned atoms' energies are
      summed, forces on ghosts are sent back to their owners by LAMMPS' reverse communication.
+   - mp (default on several ranks when the model has forward_mp): owned + ghost atoms within one r_max; messages
+     go to owned atoms only and the node features of every layer after the first are sent to the ghost copies
+     by forward communication (gradients come back by reverse communication), so the ghost shell is r_max + skin
+     and every rank computes only its own atoms (python/firemlip/lammps/mp.py describes the model side).
    Units: metal (eV, Angstrom). Energies, forces, the global virial and per-atom energies are
    computed; per-atom virials are not.
 ------------------------------------------------------------------------- */
@@ -40,6 +44,8 @@
 #include "neighbor.h"
 #include "utils.h"
 
+#include <torch/library.h>
+
 #include <torch/csrc/jit/api/module.h>
 #include <torch/cuda.h>
 #include <torch/csrc/jit/runtime/graph_executor.h>
@@ -51,6 +57,7 @@
 #include <cstdint>
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
 #include <cmath>
 #include <cstring>
 
@@ -79,6 +86,52 @@ static int atomic_number_of(const std::string &sym)
 }
 
 /* ---------------------------------------------------------------------- */
+
+/* ----------------------------------------------------------------------
+   firemlip::ghost_exchange(Tensor feats, int nlocal) -> Tensor: the operator that exported models call between
+   interaction layers in mode mp. Forward: ghost rows <- their owners' rows (LAMMPS forward communication).
+   Backward: the adjoint, owners' rows += their ghosts' rows, ghost rows 0 (LAMMPS reverse communication).
+   The pair style that is evaluating the model registers itself in active_exchange_pair for the call.
+------------------------------------------------------------------------- */
+
+namespace {
+PairMACE *active_exchange_pair = nullptr;
+
+PairMACE *exchange_pair()
+{
+  if (!active_exchange_pair)
+    throw std::runtime_error("firemlip::ghost_exchange called outside pair_style mace mode mp");
+  return active_exchange_pair;
+}
+
+class GhostExchange : public torch::autograd::Function<GhostExchange> {
+ public:
+  static torch::Tensor forward(torch::autograd::AutogradContext *, const torch::Tensor &feats, int64_t)
+  {
+    return exchange_pair()->exchange_forward(feats);
+  }
+  static torch::autograd::tensor_list backward(torch::autograd::AutogradContext *,
+                                               torch::autograd::tensor_list grads)
+  {
+    return {exchange_pair()->exchange_reverse(grads[0]), torch::Tensor()};
+  }
+};
+
+torch::Tensor ghost_exchange(const torch::Tensor &feats, int64_t nlocal)
+{
+  return GhostExchange::apply(feats, nlocal);
+}
+}    // namespace
+
+TORCH_LIBRARY(firemlip, m)
+{
+  m.def("ghost_exchange(Tensor feats, int nlocal) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(firemlip, CompositeImplicitAutograd, m)
+{
+  m.impl("ghost_exchange", ghost_exchange);
+}
 
 static double wall_seconds()
 {
@@ -121,6 +174,11 @@ PairMACE::PairMACE(LAMMPS *lmp) : Pair(lmp), device(torch::kCPU)
 
   mode_requested = MODE_AUTO;
   use_ghost = 0;
+  use_mp = 0;
+  model_has_mp = false;
+  mp_width = 0;
+  xchg_buf = nullptr;
+  xchg_width = 0;
   nthreads = 0;
   freeze_model = 0;
   optimize_executor = 1;
@@ -170,7 +228,8 @@ void PairMACE::settings(int narg, char **arg)
       if (val == "auto") mode_requested = MODE_AUTO;
       else if (val == "local") mode_requested = MODE_LOCAL;
       else if (val == "ghost") mode_requested = MODE_GHOST;
-      else error->all(FLERR, "Illegal pair_style mace mode {}: expected auto, local or ghost", val);
+      else if (val == "mp") mode_requested = MODE_MP;
+      else error->all(FLERR, "Illegal pair_style mace mode {}: expected auto, local, ghost or mp", val);
     } else if (key == "threads") {
       nthreads = utils::inumeric(FLERR, val, false, lmp);
       if (nthreads < 0) error->all(FLERR, "Illegal pair_style mace threads {}", val);
@@ -308,6 +367,8 @@ void PairMACE::coeff(int narg, char **arg)
   try {
     r_max = model.attr("r_max").toTensor().item<double>();
     num_interactions = (int) model.attr("num_interactions").toTensor().item<int64_t>();
+    model_has_mp = model.find_method("forward_mp").has_value() && model.hasattr("mp_width");
+    mp_width = model_has_mp ? (int) model.attr("mp_width").toTensor().item<int64_t>() : 0;
     torch::Tensor z = model.attr("atomic_numbers").toTensor().to(torch::kInt64).contiguous();
     nspecies = (int) z.numel();
     std::vector<int64_t> zs(z.data_ptr<int64_t>(), z.data_ptr<int64_t>() + nspecies);
@@ -395,16 +456,30 @@ void PairMACE::init_style()
   if (!model_loaded) error->all(FLERR, "pair_style mace: pair_coeff * * model.lammps.pt ... is missing");
   if (atom->tag_enable == 0) error->all(FLERR, "pair_style mace requires atom IDs");
 
+  use_mp = 0;
   if (mode_requested == MODE_GHOST) use_ghost = 1;
   else if (mode_requested == MODE_LOCAL) use_ghost = 0;
-  else use_ghost = (comm->nprocs > 1) ? 1 : 0;
+  else if (mode_requested == MODE_MP) use_ghost = use_mp = 1;
+  else use_ghost = use_mp = (comm->nprocs > 1) ? 1 : 0;
+  if (use_mp && !model_has_mp) {
+    use_mp = 0;
+    if (comm->me == 0 && mode_requested == MODE_MP)
+      error->warning(FLERR, "pair_style mace: the model has no forward_mp (exported by an older firemlip, by "
+                     "mace_create_lammps_model, or not splittable); using mode ghost");
+  }
 
   if (!use_ghost && comm->nprocs > 1)
-    error->all(FLERR, "pair_style mace mode local needs a single MPI rank; use mode ghost (or auto)");
+    error->all(FLERR, "pair_style mace mode local needs a single MPI rank; use mode mp, ghost or auto");
 
   if (use_ghost) {
     if (force->newton_pair == 0)
       error->all(FLERR, "pair_style mace with ghost atoms (several MPI ranks) requires newton_pair on");
+  }
+  if (use_mp) {
+    // ghost shell of one r_max (+ skin, LAMMPS' default communication cut-off): features travel between layers
+    neighbor->add_request(this, NeighConst::REQ_FULL);
+    comm_forward = comm_reverse = std::max(mp_width, 1);
+  } else if (use_ghost) {
     ghostneigh = 1;
     neighbor->add_request(this, NeighConst::REQ_FULL | NeighConst::REQ_GHOST);
     // every owned atom's energy depends on atoms num_interactions * r_max away
@@ -414,9 +489,12 @@ void PairMACE::init_style()
     ghostneigh = 0;
     neighbor->add_request(this, NeighConst::REQ_FULL);
   }
+  if (use_mp) ghostneigh = 0;
   if (comm->me == 0)
     utils::logmesg(lmp, "pair_style mace: {} graph mode\n",
-                   use_ghost ? "ghost-atom (MPI)" : "local (periodic shifts, one rank)");
+                   use_mp ? "message-passing (MPI, one-r_max ghost shell)"
+                          : (use_ghost ? "ghost-atom (MPI, num_interactions * r_max ghost shell)"
+                                       : "local (periodic shifts, one rank)"));
 }
 
 double PairMACE::init_one(int i, int j)
@@ -476,7 +554,13 @@ void PairMACE::run_model(int nnodes, int nlocal_nodes, const std::vector<double>
 
   c10::IValue result;
   try {
-    result = model.forward({data, local_or_ghost, want_virial});
+    if (use_mp) {
+      active_exchange_pair = this;
+      result = model.get_method("forward_mp")({data, (int64_t) nlocal_nodes, want_virial});
+      active_exchange_pair = nullptr;
+    } else {
+      result = model.forward({data, local_or_ghost, want_virial});
+    }
     if (device.is_cuda()) torch::cuda::synchronize(device.index());
   } catch (const std::exception &e) {
     std::string msg = e.what();
@@ -596,6 +680,32 @@ void PairMACE::compute(int eflag, int vflag)
         shifts.push_back(n2 * h[2]);
       }
     }
+  } else if (use_mp) {
+    // ----- mp mode: owned + ghost atoms as nodes; edges j -> i only into owned atoms i, no shifts
+    nnodes = nall;
+    nlocal_nodes = nlocal;
+    pos.resize(3 * (size_t) nall);
+    species.resize(nall);
+    for (int i = 0; i < nall; ++i) {
+      pos[3 * i] = x[i][0];
+      pos[3 * i + 1] = x[i][1];
+      pos[3 * i + 2] = x[i][2];
+      int s = type_to_species[type[i]];
+      species[i] = s < 0 ? 0 : s;
+    }
+    for (int ii = 0; ii < inum; ++ii) {
+      const int i = ilist[ii];
+      const int *jlist = firstneigh[i];
+      for (int jj = 0; jj < numneigh[i]; ++jj) {
+        const int j = jlist[jj] & NEIGHMASK;
+        const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
+        if (dx * dx + dy * dy + dz * dz >= rmax2) continue;
+        snd.push_back(j);
+        rcv.push_back(i);
+      }
+    }
+    shifts.assign(3 * snd.size(), 0.0);
+    unit_shifts.assign(3 * snd.size(), 0.0);
   } else {
     // ----- ghost mode: owned + ghost atoms as nodes, plain Cartesian edges, no shifts
     nnodes = nall;
@@ -676,4 +786,65 @@ void PairMACE::finish()
   }
   for (double &t : timers) t = 0.0;
   ncalls = 0;
+}
+
+/* ----------------------------------------------------------------------
+   mode mp: per-atom feature exchange between layers (see firemlip::ghost_exchange above)
+------------------------------------------------------------------------- */
+
+torch::Tensor PairMACE::exchange_forward(const torch::Tensor &feats)
+{
+  const int width = (int) feats.size(1);
+  if (width > comm_forward)
+    error->one(FLERR, "pair_style mace: layer features of width {} exceed the communication buffer ({})", width,
+               comm_forward);
+  torch::Tensor host = feats.detach().to(torch::kCPU, torch::kFloat64).contiguous();
+  xchg_buf = host.data_ptr<double>();
+  xchg_width = width;
+  comm->forward_comm(this, width);
+  xchg_buf = nullptr;
+  return host.to(feats.device(), feats.scalar_type());
+}
+
+torch::Tensor PairMACE::exchange_reverse(const torch::Tensor &grads)
+{
+  const int width = (int) grads.size(1);
+  torch::Tensor host = grads.detach().to(torch::kCPU, torch::kFloat64).contiguous().clone();
+  xchg_buf = host.data_ptr<double>();
+  xchg_width = width;
+  comm->reverse_comm(this, width);
+  xchg_buf = nullptr;
+  const int64_t nlocal = atom->nlocal;
+  if (host.size(0) > nlocal) host.narrow(0, nlocal, host.size(0) - nlocal).zero_();
+  return host.to(grads.device(), grads.scalar_type());
+}
+
+int PairMACE::pack_forward_comm(int n, int *list, double *buf, int /*pbc_flag*/, int * /*pbc*/)
+{
+  const int w = xchg_width;
+  for (int i = 0; i < n; ++i) std::memcpy(buf + (size_t) i * w, xchg_buf + (size_t) list[i] * w, w * sizeof(double));
+  return n * w;
+}
+
+void PairMACE::unpack_forward_comm(int n, int first, double *buf)
+{
+  const int w = xchg_width;
+  std::memcpy(xchg_buf + (size_t) first * w, buf, (size_t) n * w * sizeof(double));
+}
+
+int PairMACE::pack_reverse_comm(int n, int first, double *buf)
+{
+  const int w = xchg_width;
+  std::memcpy(buf, xchg_buf + (size_t) first * w, (size_t) n * w * sizeof(double));
+  return n * w;
+}
+
+void PairMACE::unpack_reverse_comm(int n, int *list, double *buf)
+{
+  const int w = xchg_width;
+  for (int i = 0; i < n; ++i) {
+    double *row = xchg_buf + (size_t) list[i] * w;
+    const double *src = buf + (size_t) i * w;
+    for (int k = 0; k < w; ++k) row[k] += src[k];
+  }
 }

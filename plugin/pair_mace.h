@@ -29,15 +29,29 @@ class PairMACE : public Pair {
   void init_style() override;
   double init_one(int, int) override;
   void finish() override;
+  int pack_forward_comm(int, int *, double *, int, int *) override;
+  void unpack_forward_comm(int, int, double *) override;
+  int pack_reverse_comm(int, int, double *) override;
+  void unpack_reverse_comm(int, int *, double *) override;
+
+  // mode mp: fill the ghost rows of per-atom features [nall, width] from their owners (forward communication),
+  // and sum ghost rows' gradients onto their owners (reverse communication). Called by firemlip::ghost_exchange.
+  torch::Tensor exchange_forward(const torch::Tensor &feats);
+  torch::Tensor exchange_reverse(const torch::Tensor &grads);
 
  protected:
-  enum { MODE_AUTO = 0, MODE_LOCAL = 1, MODE_GHOST = 2 };
+  enum { MODE_AUTO = 0, MODE_LOCAL = 1, MODE_GHOST = 2, MODE_MP = 3 };
   enum { DEVICE_AUTO = 0, DEVICE_CPU = 1, DEVICE_CUDA = 2 };
   enum { EXEC_PROFILING = 0, EXEC_LEGACY = 1 };
   enum { TIMER_GRAPH = 0, TIMER_TO_DEVICE = 1, TIMER_MODEL = 2, TIMER_FROM_DEVICE = 3, NTIMERS = 4 };
 
   int mode_requested;    // auto | local | ghost (pair_style keyword)
-  int use_ghost;         // mode chosen in init_style()
+  int use_ghost;         // mode chosen in init_style(): ghost atoms are graph nodes (ghost or mp)
+  int use_mp;            // mode mp: one-r_max ghost shell, features exchanged between layers
+  bool model_has_mp;     // the exported model has forward_mp (firemlip export of a splittable model)
+  int mp_width;          // doubles per atom exchanged between layers
+  double *xchg_buf;      // the [nall, xchg_width] doubles being communicated
+  int xchg_width;
   int nthreads;          // torch intra-op threads (0: leave torch's default)
   int freeze_model;      // torch::jit::freeze the module after loading
   int optimize_executor; // graph-executor optimisation on/off

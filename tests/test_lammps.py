@@ -96,7 +96,8 @@ print "$(pe:%.16g) $(c_sumpea:%.16g) {v}" file {res.name}
     return vals[0], vals[1], forces, vals[2:], log
 
 
-@pytest.mark.parametrize("case", ["serial-local", "serial-ghost", "mpi2", "small-cell", "small-cell-mpi2"])
+@pytest.mark.parametrize("case", ["serial-local", "serial-ghost", "serial-mp", "mpi2", "mpi2-ghost", "mpi4",
+                                  "small-cell", "small-cell-mpi2"])
 def test_parity_with_mace_calculator(case, models, plugin, tmp_path):
     if case.startswith("small-cell"):
         # 4-atom triclinic cell, all edges < r_max (4.5 Å) < 2 r_max: several images of each atom interact
@@ -105,12 +106,16 @@ def test_parity_with_mace_calculator(case, models, plugin, tmp_path):
         atoms.rattle(0.05, seed=1)
     else:
         atoms = _triclinic(2, seed=1)
-    mode = "ghost" if case == "serial-ghost" else "auto"
-    np_ = 2 if case.endswith("mpi2") else 1
+    # auto: local on one rank, mp (message passing, one-r_max ghost shell) on several
+    mode = "ghost" if case.endswith("ghost") else ("mp" if case.endswith("mp") else "auto")
+    np_ = 4 if case.endswith("mpi4") else (2 if "mpi2" in case else 1)
     specorder = ["Cl", "Li"]  # LAMMPS type order differs from the model's element order on purpose
     e_ref, f_ref, v_ref = _mace_reference(atoms, models["model"])
     e, e_sum_atoms, f, v, log = _lammps_single_point(tmp_path, atoms, models["f64"], plugin, specorder, mode, np_)
     assert log["timing"][0]["mpi_tasks"] == np_
+    graph_mode = "message-passing" if mode == "mp" or (mode == "auto" and np_ > 1) else \
+        ("ghost-atom" if mode == "ghost" else "local")
+    assert f"pair_style mace: {graph_mode}" in (tmp_path / "log.lammps").read_text()
     assert abs(e - e_ref) < 1e-6, (e, e_ref)
     assert abs(e_sum_atoms - e_ref) < 1e-6  # per-atom energies add up to the total
     assert np.abs(f - f_ref).max() < 1e-6

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from firemlip.errors import FiremlipError, require_file
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 DTYPES = ("float64", "float32")
+#: version of the exported file format; the plugin reads it (a future torch.export/AOTInductor format will be -2)
+FORMAT = "firemlip-mace-lammps-1"
 
 
 def sidecar_path(lammps_model: str | os.PathLike[str]) -> Path:
@@ -54,6 +57,9 @@ def _inspect_torchscript(path: str | os.PathLike[str]) -> dict[str, Any]:
     from ase.data import chemical_symbols
 
     try:
+        from firemlip.lammps.mp import ensure_ghost_exchange_op
+
+        ensure_ghost_exchange_op()  # models with forward_mp call firemlip::ghost_exchange
         m = torch.jit.load(os.fspath(path), map_location="cpu")
         zs = [int(z) for z in m.atomic_numbers.tolist()]
         r_max = float(m.r_max)
@@ -81,12 +87,13 @@ def _load_mace(model_path: str | os.PathLike[str]):
 
 
 def export_model(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str] | None = None,
-                 dtype: str = "float64", head: str | None = None) -> Path:
+                 dtype: str = "float64", head: str | None = None, mp: bool = True) -> Path:
     """Write ``out_path`` (``*.lammps.pt``, TorchScript) and its sidecar JSON; return ``out_path``.
 
     ``dtype`` is ``float64`` (reference precision) or ``float32`` (faster MD). ``head`` selects the head of a
     multi-head model (default: the last head, which mace-torch's fine-tuning uses for the new data); an unknown
-    head is an error. Default ``out_path``: the model path with ``.lammps.pt`` replacing ``.model``.
+    head is an error. ``mp`` adds the ``forward_mp`` entry point of ``pair_style mace mode mp`` (message passing
+    between MPI ranks with a one-r_max ghost shell, see :mod:`firemlip.lammps.mp`) when the model can be split. Default ``out_path``: the model path with ``.lammps.pt`` replacing ``.model``.
     """
     import torch
     from ase.data import chemical_symbols
@@ -113,16 +120,31 @@ def export_model(model_path: str | os.PathLike[str], out_path: str | os.PathLike
         head = heads[-1]
     elif head not in heads:
         raise FiremlipError(f"--head: {head!r} is not a head of {model_path} (heads: {', '.join(map(str, heads))})")
-    wrapper = LAMMPS_MACE(model, head=head) if head is not None else LAMMPS_MACE(model)
-    try:
-        compiled = jit.compile(wrapper)
-    except Exception as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FiremlipError(f"{model_path}: TorchScript compilation failed ({msg})") from None
+    compiled, mp_note = None, None
+    if mp:
+        from firemlip.lammps.mp import LammpsMaceMP, supports_mp
+
+        mp_note = supports_mp(model)
+        if mp_note is None:
+            try:
+                compiled = jit.compile(LammpsMaceMP(model, head=head))
+            except Exception as exc:  # an architecture the split does not know: keep the plain export
+                mp_note = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if mp_note is not None:
+            print(f"firemlip export: {model_path}: no message-passing entry for pair_style mace mode mp "
+                  f"({mp_note}); several MPI ranks will use mode ghost", file=sys.stderr)
+    if compiled is None:
+        wrapper = LAMMPS_MACE(model, head=head) if head is not None else LAMMPS_MACE(model)
+        try:
+            compiled = jit.compile(wrapper)
+        except Exception as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FiremlipError(f"{model_path}: TorchScript compilation failed ({msg})") from None
 
     zs = [int(z) for z in model.atomic_numbers.tolist()]
     meta = {
-        "format": "firemlip-mace-lammps-1",
+        "format": FORMAT,
+        "mp": mp_note is None and mp,
         "pair_style": "mace",
         "elements": [chemical_symbols[z] for z in zs],
         "atomic_numbers": zs,
