@@ -463,7 +463,7 @@ void PairMACE::init_style()
   else use_ghost = use_mp = (comm->nprocs > 1) ? 1 : 0;
   if (use_mp && !model_has_mp) {
     use_mp = 0;
-    if (comm->me == 0 && mode_requested == MODE_MP)
+    if (comm->me == 0)
       error->warning(FLERR, "pair_style mace: the model has no forward_mp (exported by an older firemlip, by "
                      "mace_create_lammps_model, or not splittable); using mode ghost");
   }
@@ -784,6 +784,20 @@ void PairMACE::finish()
                    ncalls, device.str(), comm->nprocs, sum[0], 100 * sum[0] / total, sum[1], 100 * sum[1] / total,
                    sum[2], 100 * sum[2] / total, sum[3], 100 * sum[3] / total, 1000 * total / ncalls);
   }
+  // peak resident memory of each rank (VmHWM, Linux): model, graph and LAMMPS together
+  double hwm_mib = 0.0;
+  {
+    std::ifstream status("/proc/self/status");
+    std::string line;
+    while (std::getline(status, line))
+      if (line.rfind("VmHWM:", 0) == 0) hwm_mib = std::atof(line.c_str() + 6) / 1024.0;
+  }
+  double hwm_max = 0.0, hwm_sum = 0.0;
+  MPI_Allreduce(&hwm_mib, &hwm_max, 1, MPI_DOUBLE, MPI_MAX, world);
+  MPI_Allreduce(&hwm_mib, &hwm_sum, 1, MPI_DOUBLE, MPI_SUM, world);
+  if (comm->me == 0 && hwm_max > 0.0)
+    utils::logmesg(lmp, "pair_style mace peak memory per rank (VmHWM): max {:.1f} MiB, mean {:.1f} MiB\n", hwm_max,
+                   hwm_sum / comm->nprocs);
   for (double &t : timers) t = 0.0;
   ncalls = 0;
 }

@@ -258,3 +258,54 @@ def test_timers_printed_at_end_of_run(models, plugin, tmp_path):
     assert "on cpu" in log
     line = next(x for x in log.splitlines() if x.startswith("pair_style mace timers"))
     assert "graph" in line and "model" in line and "ms/call" in line
+
+
+def _nve_drift(tmp: Path, atoms: Atoms, lmodel: Path, plugin: Path, np_: int, mode: str = "auto",
+               steps: int = 1000) -> np.ndarray:
+    """Total energy (eV) every 50 steps of an NVE run at 1 fs from 600 K velocities (same seed on any ranks)."""
+    from ase.io import write
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    write(tmp / "data.nve", atoms, format="lammps-data", specorder=["Li", "Cl"], masses=True)
+    (tmp / "in.nve").write_text(f"""units metal
+atom_style atomic
+plugin load {plugin}
+read_data data.nve
+pair_style mace mode {mode}
+pair_coeff * * {lmodel} Li Cl
+timestep 0.001
+velocity all create 600 4928 mom yes rot no loop geom
+fix nve all nve
+thermo_style custom step temp etotal
+thermo_modify format float %.12g
+thermo 50
+run {steps}
+""")
+    log = run_lammps(tmp, "in.nve", np=np_, threads=1, progress=False, timeout=600)
+    table = log["thermo"][-1]
+    return np.array(table["rows"], float)[:, table["columns"].index("TotEng")]
+
+
+def test_mp_mode_nve_matches_serial_over_1ps(models, plugin, tmp_path):
+    atoms = _triclinic(2, seed=3)
+    serial = _nve_drift(tmp_path / "serial", atoms, models["f64"], plugin, 1, "local")
+    mp2 = _nve_drift(tmp_path / "mp2", atoms, models["f64"], plugin, 2, "mp")
+    assert "message-passing" in (tmp_path / "mp2" / "log.lammps").read_text()
+    drift_serial = np.abs(serial - serial[0]).max() / len(atoms)
+    drift_mp = np.abs(mp2 - mp2[0]).max() / len(atoms)
+    # the same trajectory on 1 and 2 ranks (up to round-off growth over 1000 steps), the same energy drift
+    assert np.abs(mp2 - serial).max() / len(atoms) < 1e-5
+    assert abs(drift_mp - drift_serial) < 1e-5 and drift_serial < 1e-3
+
+
+def test_model_without_mp_entry_falls_back_to_ghost_with_a_warning(models, plugin, tmp_path):
+    plain = export_model(models["model"], tmp_path / "plain.lammps.pt", dtype="float64", mp=False)
+    assert read_sidecar(plain)["mp"] is False
+    atoms = _triclinic(2, seed=1)
+    e_ref, f_ref, _ = _mace_reference(atoms, models["model"])
+    e, _, f, _, log = _lammps_single_point(tmp_path / "run", atoms, plain, plugin, ["Cl", "Li"], "mp", 2)
+    text = (tmp_path / "run" / "log.lammps").read_text()
+    assert "ghost-atom" in text and "has no forward_mp" in text
+    warn = [w for w in log["warnings"] if "forward_mp" in w]
+    assert len(warn) == 1 and "\n" not in warn[0]
+    assert abs(e - e_ref) < 1e-6 and np.abs(f - f_ref).max() < 1e-6
