@@ -179,6 +179,11 @@ def test_templates_render_and_run(template, models, plugin, tmp_path):
         assert (inp.parent / "dump.diffusion.lammpstrj").is_file()
     if template == "scaling":
         assert [t["atoms"] for t in log["timing"]] == [8, 8, 16, 16]
+        from firemlip.analysis.scaling import analyze_scaling
+
+        res = analyze_scaling([inp.parent], tmp_path / "scaling_out")  # one row per size, the timed runs
+        assert [r["atoms"] for r in res["runs"]] == [8, 16] and all(r["steps"] == 4 for r in res["runs"])
+        assert (tmp_path / "scaling_out" / "scaling.png").is_file()
 
 
 def test_render_errors(models, tmp_path):

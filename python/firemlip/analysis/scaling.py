@@ -2,7 +2,8 @@
 
 Inputs (mixed freely): LAMMPS run directories (their ``log.lammps``), LAMMPS log files — the last
 ``Loop time of X on P procs for S steps with A atoms`` line of each is used, so a warm-up run may precede the
-timed one — and JSON or CSV tables of measured timings. JSON: a list of objects (or ``{"runs": [...]}``) with
+timed one; a log of the ``scaling`` template gives one row per size (the timed run before each
+``FIREMLIP_SCALING`` line) — and JSON or CSV tables of measured timings. JSON: a list of objects (or ``{"runs": [...]}``) with
 ``atoms`` and ``ms_per_step`` (or ``loop_time_s`` and ``steps``); CSV: a header with ``atoms`` and
 ``ms_per_step`` columns. Units: ms per MD step, µs per atom per step.
 """
@@ -39,6 +40,38 @@ def parse_lammps_log(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise FiremlipError(f"{p}: the timed run has 0 steps")
     return {"source": str(p), "atoms": atoms, "procs": int(procs), "steps": steps, "loop_time_s": t,
             "ms_per_step": 1000.0 * t / steps, "n_loops_in_log": len(loops)}
+
+
+_MARK = re.compile(r"^FIREMLIP_SCALING natoms=(\d+) steps=(\d+)", re.MULTILINE)
+
+
+def parse_scaling_log(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every size of a log written by the ``scaling`` template: the timed run before each ``FIREMLIP_SCALING`` line.
+
+    Returns [] for a log without those lines (an ordinary run: use :func:`parse_lammps_log`).
+    """
+    p = Path(path)
+    text = p.read_text(errors="replace")
+    rows: list[dict[str, Any]] = []
+    last = 0
+    for m in _MARK.finditer(text):
+        loops = _LOOP.findall(text[last:m.start()])
+        last = m.end()
+        if not loops:
+            raise FiremlipError(f"{p}: no 'Loop time' line before '{m.group(0)}' (did the run finish?)")
+        t, procs, steps, atoms = loops[-1]
+        t, steps, atoms = float(t), int(steps), int(atoms)
+        if steps <= 0:
+            continue
+        rows.append({"source": str(p), "atoms": atoms, "procs": int(procs), "steps": steps, "loop_time_s": t,
+                     "ms_per_step": 1000.0 * t / steps})
+    return rows
+
+
+def _from_log(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise FiremlipError(f"{path}: LAMMPS log not found")
+    return parse_scaling_log(path) or [parse_lammps_log(path)]
 
 
 def _from_table(path: Path) -> list[dict[str, Any]]:
@@ -82,13 +115,13 @@ def collect_timings(inputs: Sequence[str | os.PathLike[str]]) -> list[dict[str, 
             logs = sorted(p.glob("log.lammps")) or sorted(p.glob("*.log"))
             if not logs:
                 raise FiremlipError(f"{p}: run directory has no log.lammps")
-            rows.append(parse_lammps_log(logs[0]))
+            rows.extend(_from_log(logs[0]))
         elif p.suffix.lower() in (".json", ".csv"):
             if not p.is_file():
                 raise FiremlipError(f"{p}: timing table not found")
             rows.extend(_from_table(p))
         else:
-            rows.append(parse_lammps_log(p))
+            rows.extend(_from_log(p))
     if not rows:
         raise FiremlipError("scaling: no timings given")
     for r in rows:
