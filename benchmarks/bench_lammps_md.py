@@ -34,7 +34,8 @@ def structure(natoms: int, seed: int = 0):
     return a
 
 
-def lammps_ms_per_step(work: Path, atoms, lmodel: Path, steps: int, threads: int, pair_options: str = "") -> float:
+def lammps_ms_per_step(work: Path, atoms, lmodel: Path, steps: int, threads: int, pair_options: str = "",
+                       np_: int = 1) -> float:
     from ase.io import write
 
     work.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,7 @@ atom_style atomic
 boundary p p p
 plugin load {plugin_path()}
 read_data data.bench
-pair_style mace threads {threads} {pair_options}
+pair_style mace threads {max(1, threads // np_)} {pair_options}
 pair_coeff * * {lmodel} Li Cl
 neighbor 1.0 bin
 timestep 0.001
@@ -54,7 +55,7 @@ thermo {steps}
 run 3
 run {steps}
 """)
-    log = run_lammps(work, "in.bench", threads=threads, progress=False)
+    log = run_lammps(work, "in.bench", np=np_, threads=max(1, threads // np_), progress=False)
     return log["timing"][-1]["ms_per_step"]
 
 
@@ -97,6 +98,8 @@ def main() -> int:
     ap.add_argument("--pair-options", default="", help="extra pair_style mace keywords, e.g. 'executor profiling "
                                                         "malloc default' (the plugin's settings before session 11)")
     ap.add_argument("--skip-ase", action="store_true", help="time LAMMPS only")
+    ap.add_argument("--np", type=int, default=1, help="LAMMPS MPI ranks (the --threads are shared among them; "
+                                                      "several ranks run pair_style mace mode mp)")
     args = ap.parse_args()
 
     rows = []
@@ -113,9 +116,10 @@ def main() -> int:
                 steps = args.steps_small if n < 500 else args.steps_large
                 atoms = structure(n)
                 lmp = lammps_ms_per_step(tmp / f"lmp_{dtype}_{n}", atoms, lmodel, steps, args.threads,
-                                         args.pair_options)
+                                         args.pair_options, args.np)
                 ase_ms = float("nan") if args.skip_ase else ase_ms_per_step(atoms, mdl, dtype, steps, args.threads)
-                rows.append({"atoms": n, "dtype": dtype, "steps": steps, "lammps_ms_per_step": lmp,
+                rows.append({"atoms": n, "dtype": dtype, "steps": steps, "lammps_ranks": args.np,
+                             "lammps_threads_per_rank": max(1, args.threads // args.np), "lammps_ms_per_step": lmp,
                              "ase_ms_per_step": ase_ms, "speedup_lammps_vs_ase": ase_ms / lmp})
                 print(f"{n:6d} {dtype:8s} LAMMPS {lmp:9.1f} ms/step   ASE {ase_ms:9.1f} ms/step   "
                       f"ratio {ase_ms / lmp:5.2f}", flush=True)

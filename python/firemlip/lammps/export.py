@@ -122,12 +122,12 @@ def export_model(model_path: str | os.PathLike[str], out_path: str | os.PathLike
         raise FiremlipError(f"--head: {head!r} is not a head of {model_path} (heads: {', '.join(map(str, heads))})")
     compiled, mp_note = None, None
     if mp:
-        from firemlip.lammps.mp import LammpsMaceMP, supports_mp
+        from firemlip.lammps.mp import mp_wrapper, supports_mp
 
         mp_note = supports_mp(model)
         if mp_note is None:
             try:
-                compiled = jit.compile(LammpsMaceMP(model, head=head))
+                compiled = jit.compile(mp_wrapper(model, head=head))
             except Exception as exc:  # an architecture the split does not know: keep the plain export
                 mp_note = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if mp_note is not None:

@@ -25,6 +25,7 @@ import torch
 from e3nn.util.jit import compile_mode
 from mace.calculators.lammps_mace import LAMMPS_MACE
 from mace.modules.utils import prepare_graph
+from mace.tools.scatter import scatter_sum
 
 _LIB: Any = None  # keeps the Python registration of the operator alive
 
@@ -155,3 +156,94 @@ class LammpsMaceMP(torch.nn.Module):
             g = torch.autograd.grad([total], [positions], allow_unused=True)[0]
             forces = -g if g is not None else torch.zeros_like(positions)
         return {"total_energy_local": total, "node_energy": node_energy, "forces": forces, "virials": virials}
+
+
+def _is_residual_block(block: Any) -> bool:
+    from mace.modules.blocks import RealAgnosticResidualInteractionBlock
+
+    return type(block) is RealAgnosticResidualInteractionBlock and not hasattr(block, "conv_fusion") and \
+        all(hasattr(block, n) for n in ("skip_tp", "linear_up", "conv_tp_weights", "conv_tp", "linear", "reshape",
+                                        "avg_num_neighbors"))
+
+
+@compile_mode("script")
+class LammpsMaceMPResidual(LammpsMaceMP):
+    """``forward_mp`` for models whose interactions are all ``RealAgnosticResidualInteractionBlock`` (MACE-MP-0,
+    the models firemlip trains): the skip connection and the output linear run on owned atoms only, and the
+    features sent to ghost copies are those after ``linear_up`` (as mace-torch's own ML-IAP path does), so per-atom
+    work is done once per atom on the whole machine."""
+
+    def __init__(self, model: Any, head: Optional[str] = None) -> None:  # noqa: UP045
+        super().__init__(model, head)
+        widths = [int(inter.linear_up.irreps_out.dim) for inter in model.interactions][1:]
+        self.mp_width = torch.tensor(max(widths) if widths else 0, dtype=torch.long)
+
+    @torch.jit.export
+    def forward_mp(self, data: Dict[str, torch.Tensor], n_local: int,  # noqa: UP006
+                   compute_virials: bool = False) -> Dict[str, Optional[torch.Tensor]]:  # noqa: UP006, UP045
+        """Energy of the owned atoms (the first ``n_local`` nodes, eV), forces on all nodes (eV/Å), virial (eV)."""
+        model = self.lammps.model
+        data["head"] = self.lammps.head
+        ctx = prepare_graph(data, compute_virials=False, compute_stress=False,
+                            compute_displacement=compute_virials)
+        positions = ctx.positions
+        n_all = positions.shape[0]
+        heads = ctx.node_heads.to(torch.int64)
+        heads_local = heads[:n_local]
+        node_attrs = data["node_attrs"]
+        attrs_local = node_attrs[:n_local]
+        edge_index = data["edge_index"]
+        sender = edge_index[0]
+        receiver = edge_index[1]
+        local = torch.arange(n_local, device=positions.device)
+        node_e0 = model.atomic_energies_fn(attrs_local)[local, heads_local]
+        node_feats = model.node_embedding(node_attrs)
+        edge_attrs = model.spherical_harmonics(ctx.vectors)
+        edge_feats, cutoff = model.radial_embedding(ctx.lengths, node_attrs, edge_index, model.atomic_numbers)
+        if hasattr(model, "pair_repulsion"):
+            pair = model.pair_repulsion_fn(ctx.lengths, node_attrs, edge_index, model.atomic_numbers)[:n_local]
+        else:
+            pair = torch.zeros_like(node_e0)
+        node_es: List[torch.Tensor] = [pair]  # noqa: UP006
+        feats_list: List[torch.Tensor] = []  # noqa: UP006
+        for i, (interaction, product) in enumerate(zip(model.interactions, model.products)):  # noqa: B905
+            sc = interaction.skip_tp(node_feats[:n_local], attrs_local)
+            up = interaction.linear_up(node_feats)
+            if i > 0:  # node_feats are the owned atoms' (layer 0: the embedding of every node)
+                pad = torch.zeros((n_all - n_local, up.shape[1]), dtype=up.dtype, device=up.device)
+                up = torch.ops.firemlip.ghost_exchange(torch.cat([up, pad], dim=0), n_local)
+            tp_weights = interaction.conv_tp_weights(edge_feats)
+            if cutoff is not None:
+                tp_weights = tp_weights * cutoff
+            mji = interaction.conv_tp(up[sender], edge_attrs, tp_weights)
+            message = scatter_sum(src=mji, index=receiver, dim=0, dim_size=n_local)
+            message = interaction.linear(message) / interaction.avg_num_neighbors
+            node_feats = product(node_feats=interaction.reshape(message), sc=sc, node_attrs=attrs_local)
+            feats_list.append(node_feats)
+        for i, readout in enumerate(model.readouts):
+            feat_idx = -1 if len(model.readouts) == 1 else i
+            node_es.append(readout(feats_list[feat_idx], heads_local)[local, heads_local])
+        node_inter = torch.sum(torch.stack(node_es, dim=0), dim=0)
+        if hasattr(model, "scale_shift"):
+            node_inter = model.scale_shift(node_inter, heads_local)
+        node_energy = node_e0.to(node_inter.dtype) + node_inter
+        total = torch.sum(node_energy).reshape(1)
+        virials: Optional[torch.Tensor] = None  # noqa: UP045
+        displacement = ctx.displacement
+        if compute_virials and displacement is not None:
+            grads = torch.autograd.grad([total], [positions, displacement], allow_unused=True)
+            g_pos = grads[0]
+            g_disp = grads[1]
+            forces = -g_pos if g_pos is not None else torch.zeros_like(positions)
+            virials = -g_disp if g_disp is not None else torch.zeros_like(data["cell"])
+        else:
+            g = torch.autograd.grad([total], [positions], allow_unused=True)[0]
+            forces = -g if g is not None else torch.zeros_like(positions)
+        return {"total_energy_local": total, "node_energy": node_energy, "forces": forces, "virials": virials}
+
+
+def mp_wrapper(model: Any, head: Optional[str] = None) -> LammpsMaceMP:  # noqa: UP045
+    """The ``forward_mp`` wrapper for ``model``: the residual-block fast path where it applies, else the generic one."""
+    if all(_is_residual_block(b) for b in model.interactions):
+        return LammpsMaceMPResidual(model, head)
+    return LammpsMaceMP(model, head)
