@@ -9,7 +9,7 @@ export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD := 1
 export GPAW_SETUP_PATH ?= /usr/share/gpaw-setups
 export OMP_NUM_THREADS ?= 2
 
-.PHONY: setup system-packages plugin test demo lint clean
+.PHONY: setup system-packages plugin test test-fast demo lint clean
 
 setup: $(STAMP) $(PLUGIN_STAMP)
 
@@ -36,7 +36,11 @@ $(PLUGIN_STAMP): $(STAMP) $(wildcard plugin/*.cpp plugin/*.h) CMakeLists.txt
 plugin: $(PLUGIN_STAMP)
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow" --durations=10
+	$(PY) -m pytest -q -m slow --durations=10
+
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" --durations=10
 
 demo: setup
 	$(VENV)/bin/firemlip demo --quick
