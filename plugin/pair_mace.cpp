@@ -367,8 +367,14 @@ void PairMACE::coeff(int narg, char **arg)
   try {
     r_max = model.attr("r_max").toTensor().item<double>();
     num_interactions = (int) model.attr("num_interactions").toTensor().item<int64_t>();
-    model_has_mp = model.find_method("forward_mp").has_value() && model.hasattr("mp_width");
+    model_has_mp = model.find_method("forward_mp").has_value() && model.hasattr("mp_width") &&
+        model.hasattr("mp_widths");
     mp_width = model_has_mp ? (int) model.attr("mp_width").toTensor().item<int64_t>() : 0;
+    mp_widths.clear();
+    if (model_has_mp) {
+      torch::Tensor w = model.attr("mp_widths").toTensor().to(torch::kInt64).contiguous();
+      for (int64_t k = 0; k < w.numel(); ++k) mp_widths.push_back((int) w.data_ptr<int64_t>()[k]);
+    }
     torch::Tensor z = model.attr("atomic_numbers").toTensor().to(torch::kInt64).contiguous();
     nspecies = (int) z.numel();
     std::vector<int64_t> zs(z.data_ptr<int64_t>(), z.data_ptr<int64_t>() + nspecies);
@@ -739,7 +745,16 @@ void PairMACE::compute(int eflag, int vflag)
   double energy = 0.0, vir[6];
   std::vector<double> fout, eout;
   t_model_start = wall_seconds();
-  if (nnodes > 0) {
+  if (use_mp && nlocal == 0) {
+    // a rank that owns no atom: no energy, no force, but it takes part in every exchange of the other ranks'
+    // model evaluation (forward in layer order, then the gradients in reverse), with zeros
+    for (int w : mp_widths) exchange_forward(torch::zeros({(int64_t) nall, (int64_t) w}, torch::kFloat64));
+    for (auto it = mp_widths.rbegin(); it != mp_widths.rend(); ++it)
+      exchange_reverse(torch::zeros({(int64_t) nall, (int64_t) *it}, torch::kFloat64));
+    fout.assign(3 * (size_t) nnodes, 0.0);
+    eout.assign(nnodes, 0.0);
+    for (int k = 0; k < 6; ++k) vir[k] = 0.0;
+  } else if (nnodes > 0) {
     run_model(nnodes, nlocal_nodes, pos, species, snd, rcv, shifts, unit_shifts, cell, want_virial,
               energy, fout, eout, vir);
   } else {

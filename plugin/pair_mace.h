@@ -49,7 +49,8 @@ class PairMACE : public Pair {
   int use_ghost;         // mode chosen in init_style(): ghost atoms are graph nodes (ghost or mp)
   int use_mp;            // mode mp: one-r_max ghost shell, features exchanged between layers
   bool model_has_mp;     // the exported model has forward_mp (firemlip export of a splittable model)
-  int mp_width;          // doubles per atom exchanged between layers
+  int mp_width;          // doubles per atom exchanged between layers (the largest)
+  std::vector<int> mp_widths;  // width of each exchange, in call order
   double *xchg_buf;      // the [nall, xchg_width] doubles being communicated
   int xchg_width;
   int nthreads;          // torch intra-op threads (0: leave torch's default)

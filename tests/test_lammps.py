@@ -339,3 +339,38 @@ def test_forward_mp_on_one_rank_equals_lammps_mace(wrapper, models):
     for key in ("total_energy_local", "forces", "virials"):
         assert torch.allclose(ref[key], out[key], atol=1e-10), key
     assert float(ref["forces"].abs().max()) > 1e-2
+
+
+def test_mp_mode_with_a_rank_that_owns_no_atoms(models, plugin, tmp_path):
+    """A slab in a long box split in two along x: the second rank owns no atom (and no ghost with `boundary f`)
+    yet must take part in every exchange; energies and forces equal the serial ones."""
+    from ase.io import write
+
+    slab = _triclinic(1, seed=6)
+    slab.set_cell(np.diag([40.0, slab.cell[1, 1], slab.cell[2, 2]]), scale_atoms=False)
+    slab.positions[:, 0] = 4.0 + (slab.positions[:, 0] % 5.2)
+    slab.pbc = (False, True, True)
+    res = {}
+    for name, np_, mode, boundary in (("serial", 1, "local", "f p p"), ("mp2", 2, "mp", "f p p"),
+                                      ("mp2p", 2, "mp", "p p p")):
+        d = tmp_path / name
+        d.mkdir()
+        write(d / "data.s", slab, format="lammps-data", specorder=["Li", "Cl"], masses=True)
+        (d / "in.s").write_text(f"""units metal
+atom_style atomic
+boundary {boundary}
+processors 2 1 1
+plugin load {plugin}
+read_data data.s
+pair_style mace mode {mode}
+pair_coeff * * {models['f64']} Li Cl
+dump d all custom 1 forces.dump id fx fy fz
+dump_modify d sort id format float %.16g
+run 0
+print "$(pe:%.16g)" file e.txt
+""".replace("processors 2 1 1\n", "processors 2 1 1\n" if np_ == 2 else ""))
+        run_lammps(d, "in.s", np=np_, threads=1, progress=False, timeout=300)
+        res[name] = (float((d / "e.txt").read_text().split()[-1]), np.loadtxt(d / "forces.dump", skiprows=9)[:, 1:])
+    for name in ("mp2", "mp2p"):  # with `p p p` the empty rank holds ghost atoms only
+        assert abs(res[name][0] - res["serial"][0]) < 1e-6
+        assert np.abs(res[name][1] - res["serial"][1]).max() < 1e-6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from ase.build import bulk
 from ase.io import write
 
@@ -36,6 +37,7 @@ stages:
 """
 
 
+@pytest.mark.slow
 def test_full_run_and_resume(tmp_path):
     write(tmp_path / "cu.extxyz", bulk("Cu", "fcc", a=3.6) * (2, 1, 1))
     save_model(build_mace(["Cu"], "tiny", atomic_energies={"Cu": -0.1}, seed=1), tmp_path / "foundation.model")
@@ -49,14 +51,21 @@ def test_full_run_and_resume(tmp_path):
     assert len(pool) >= 12 and {a.info["temperature_K"] for a in pool} == {300.0, 600.0}
     comp = json.loads((next(rd.glob("*_evaluate")) / "comparison.json").read_text())
     assert set(comp) == {"foundation", "fire", "vanilla"}
-    assert comp["fire"]["test"]["forces_rmse_meV_A"] >= 0 if "forces_rmse_meV_A" in comp["fire"]["test"] else True
+    for strategy in ("foundation", "fire", "vanilla"):  # every model was scored on the held-out split
+        f_rmse = comp[strategy]["test"]["overall"]["forces_rmse_meV_A"]
+        assert 0 < f_rmse < 5000, (strategy, f_rmse)
     assert (next(rd.glob("*_export")) / "fire.lammps.pt").exists()
     html = (rd / "report.html").read_text()
     assert "data:image/png;base64" in html and "F RMSE" in html and "Elastic" in html and "Model audit" in html
     an = next(rd.glob("*_analyze"))
     arr = json.loads((an / "arrhenius" / "arrhenius.json").read_text())
-    assert "Ea_eV" in json.dumps(arr) or "activation" in json.dumps(arr)
+    # two temperatures of a tiny run: the fit is refused (fewer than 3 diffusive temperatures), with the reason
+    assert arr["valid"] is False and arr["invalid_reasons"]
     el = json.loads((an / "elastic" / "elastic.json").read_text())
-    assert "C_GPa" in json.dumps(el) or "C11" in json.dumps(el)
+    C = el["C_GPa"]
+    assert len(C) == 6 and all(len(row) == 6 for row in C)
+    # any equivariant model gives a cubic crystal a cubic tensor, trained or not: C11 = C22 = C33, C12 = C13
+    assert C[0][0] != 0 and C[1][1] == pytest.approx(C[0][0], rel=0.1, abs=2.0)
+    assert C[2][2] == pytest.approx(C[0][0], rel=0.1, abs=2.0) and C[0][2] == pytest.approx(C[0][1], rel=0.1, abs=2.0)
     st = run(load_config(tmp_path / "config.yaml"), log=lambda s: None)
     assert all(v == "cached" for k, v in st.items() if k != "wall_time_s")

@@ -93,6 +93,8 @@ class LammpsMaceMP(torch.nn.Module):
         # doubles per atom exchanged before each layer after the first (the plugin sizes its buffers with it)
         widths = [int(p.linear.irreps_out.dim) for p in model.products][:-1]
         self.register_buffer("mp_width", torch.tensor(max(widths) if widths else 0, dtype=torch.long))
+        # widths in call order: a rank that owns no atom replays the same exchanges with zeros
+        self.register_buffer("mp_widths", torch.tensor(widths, dtype=torch.long))
 
     def forward(self, data: Dict[str, torch.Tensor], local_or_ghost: torch.Tensor,  # noqa: UP006
                 compute_virials: bool = False) -> Dict[str, Optional[torch.Tensor]]:  # noqa: UP006, UP045
@@ -123,11 +125,15 @@ class LammpsMaceMP(torch.nn.Module):
             pair = torch.zeros_like(node_e0)
         node_es: List[torch.Tensor] = [pair]  # noqa: UP006
         feats_list: List[torch.Tensor] = []  # noqa: UP006
+        # every rank must take part in every exchange, forward and backward, even one that owns no atom: a zero
+        # term keeps each exchanged tensor in the graph of this rank's energy
+        keep_in_graph = torch.zeros(1, dtype=positions.dtype, device=positions.device)
         for i, (interaction, product) in enumerate(zip(model.interactions, model.products)):  # noqa: B905
             if i > 0:
                 pad = torch.zeros((n_all - n_local, node_feats.shape[1]), dtype=node_feats.dtype,
                                   device=node_feats.device)
                 node_feats = torch.ops.firemlip.ghost_exchange(torch.cat([node_feats, pad], dim=0), n_local)
+                keep_in_graph = keep_in_graph + 0.0 * torch.sum(node_feats)
             message, sc = interaction(node_attrs=node_attrs, node_feats=node_feats, edge_attrs=edge_attrs,
                                       edge_feats=edge_feats, edge_index=edge_index, cutoff=cutoff,
                                       first_layer=(i == 0))
@@ -143,7 +149,7 @@ class LammpsMaceMP(torch.nn.Module):
         if hasattr(model, "scale_shift"):
             node_inter = model.scale_shift(node_inter, heads_local)
         node_energy = node_e0.to(node_inter.dtype) + node_inter
-        total = torch.sum(node_energy).reshape(1)
+        total = torch.sum(node_energy).reshape(1) + keep_in_graph
         virials: Optional[torch.Tensor] = None  # noqa: UP045
         displacement = ctx.displacement
         if compute_virials and displacement is not None:
@@ -177,6 +183,7 @@ class LammpsMaceMPResidual(LammpsMaceMP):
         super().__init__(model, head)
         widths = [int(inter.linear_up.irreps_out.dim) for inter in model.interactions][1:]
         self.mp_width = torch.tensor(max(widths) if widths else 0, dtype=torch.long)
+        self.mp_widths = torch.tensor(widths, dtype=torch.long)
 
     @torch.jit.export
     def forward_mp(self, data: Dict[str, torch.Tensor], n_local: int,  # noqa: UP006
@@ -206,12 +213,16 @@ class LammpsMaceMPResidual(LammpsMaceMP):
             pair = torch.zeros_like(node_e0)
         node_es: List[torch.Tensor] = [pair]  # noqa: UP006
         feats_list: List[torch.Tensor] = []  # noqa: UP006
+        # every rank must take part in every exchange, forward and backward, even one that owns no atom: a zero
+        # term keeps each exchanged tensor in the graph of this rank's energy
+        keep_in_graph = torch.zeros(1, dtype=positions.dtype, device=positions.device)
         for i, (interaction, product) in enumerate(zip(model.interactions, model.products)):  # noqa: B905
             sc = interaction.skip_tp(node_feats[:n_local], attrs_local)
             up = interaction.linear_up(node_feats)
             if i > 0:  # node_feats are the owned atoms' (layer 0: the embedding of every node)
                 pad = torch.zeros((n_all - n_local, up.shape[1]), dtype=up.dtype, device=up.device)
                 up = torch.ops.firemlip.ghost_exchange(torch.cat([up, pad], dim=0), n_local)
+                keep_in_graph = keep_in_graph + 0.0 * torch.sum(up)
             tp_weights = interaction.conv_tp_weights(edge_feats)
             if cutoff is not None:
                 tp_weights = tp_weights * cutoff
@@ -227,7 +238,7 @@ class LammpsMaceMPResidual(LammpsMaceMP):
         if hasattr(model, "scale_shift"):
             node_inter = model.scale_shift(node_inter, heads_local)
         node_energy = node_e0.to(node_inter.dtype) + node_inter
-        total = torch.sum(node_energy).reshape(1)
+        total = torch.sum(node_energy).reshape(1) + keep_in_graph
         virials: Optional[torch.Tensor] = None  # noqa: UP045
         displacement = ctx.displacement
         if compute_virials and displacement is not None:
