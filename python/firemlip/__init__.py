@@ -2,6 +2,46 @@
 
 Stages (one module each): structures, labelling, importing, foundation, training, evaluation, sampling,
 selection, lammps, analysis, audit, workflow. Units: ASE units (eV, Å, fs, K) throughout.
+
+The stage functions are importable from the package itself (loaded on first use, so ``import firemlip`` stays
+light)::
+
+    from firemlip import perturb, label_frames, finetune, sample, select, evaluate, export_model, render, run_lammps
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+#: public name -> module that defines it (one line per stage, in pipeline order)
+_API = {
+    "read_frames": "firemlip.io", "write_frames": "firemlip.io",
+    "perturb": "firemlip.structures",
+    "label_frames": "firemlip.labelling", "import_paths": "firemlip.importing",
+    "finetune": "firemlip.training.api",
+    "sample": "firemlip.sampling",
+    "select": "firemlip.selection",
+    "evaluate": "firemlip.evaluation",
+    "export_model": "firemlip.lammps.export", "render": "firemlip.lammps.render", "run_lammps": "firemlip.lammps.runner",
+    "analyze_diffusion": "firemlip.analysis.diffusion", "analyze_arrhenius": "firemlip.analysis.arrhenius",
+    "analyze_elastic": "firemlip.analysis.elastic", "elastic_tensor_ase": "firemlip.analysis.elastic",
+    "analyze_scaling": "firemlip.analysis.scaling",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'firemlip' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
