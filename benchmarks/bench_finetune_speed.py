@@ -6,7 +6,8 @@ AIMD frames, given to firemlip as ``--replay`` with ``replay_ratio`` chosen so t
 ``mace_run_train`` appended to its training file), with the same batch size, dtype, device, number of threads,
 EMA, AMSGrad and per-epoch validation. Each tool runs in its own process. The time per epoch is the wall time
 between consecutive epochs (training + validation + what each tool writes per epoch); the first epoch (warm-up) is
-left out. Prints the ratio firemlip/mace (goal ≤ 1.2) and writes JSON.
+left out. Prints the ratio firemlip/mace (goal ≤ 1.2) of the mean epochs and of the fastest epochs (the one least
+disturbed when other work shares the machine) and writes JSON.
 
     python benchmarks/bench_finetune_speed.py [--train 50] [--replay 0] [--epochs 6] [--batch-size 5]
         [--dtype float64] [--threads 2] [--device cpu] [--out benchmarks/results/bench_finetune_speed_2cpu.json]
@@ -162,9 +163,12 @@ def main() -> int:
         print(f"mace_run_train:    {mace['s_per_epoch']:.2f} s/epoch ({', '.join(f'{t:.2f}' for t in mace['epoch_s'])})",
               flush=True)
     ratio = ours["s_per_epoch"] / mace["s_per_epoch"]
-    print(f"ratio firemlip/mace = {ratio:.2f} (goal <= 1.2)")
+    # the fastest epoch of each is the least disturbed by other work on the machine
+    ratio_min = min(ours["epoch_s"]) / min(mace["epoch_s"])
+    print(f"ratio firemlip/mace = {ratio:.2f} (mean epochs), {ratio_min:.2f} (fastest epochs); goal <= 1.2")
     write_json(args.out, {
         "what": "seconds per epoch (training + validation), first epoch left out", "ratio_firemlip_over_mace": ratio,
+        "ratio_fastest_epochs": ratio_min,
         "goal": 1.2, "firemlip": ours, "mace_run_train": mace,
         "setup": {"train_frames": len(train), "valid_frames": len(valid), "replay_frames_per_epoch": len(replay),
                   "atoms_per_frame_mean": float(np.mean([len(a) for a in train + replay])),
