@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -35,13 +34,9 @@ DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "li_metal_mlearn"
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from bench_lammps_md import _cpu_model as cpu_model
+
+    return cpu_model()
 
 
 def _frames(data: Path, n_train: int, n_valid: int, n_replay: int, seed: int) -> tuple[list, list, list]:

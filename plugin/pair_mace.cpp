@@ -686,34 +686,10 @@ void PairMACE::compute(int eflag, int vflag)
         shifts.push_back(n2 * h[2]);
       }
     }
-  } else if (use_mp) {
-    // ----- mp mode: owned + ghost atoms as nodes; edges j -> i only into owned atoms i, no shifts
-    nnodes = nall;
-    nlocal_nodes = nlocal;
-    pos.resize(3 * (size_t) nall);
-    species.resize(nall);
-    for (int i = 0; i < nall; ++i) {
-      pos[3 * i] = x[i][0];
-      pos[3 * i + 1] = x[i][1];
-      pos[3 * i + 2] = x[i][2];
-      int s = type_to_species[type[i]];
-      species[i] = s < 0 ? 0 : s;
-    }
-    for (int ii = 0; ii < inum; ++ii) {
-      const int i = ilist[ii];
-      const int *jlist = firstneigh[i];
-      for (int jj = 0; jj < numneigh[i]; ++jj) {
-        const int j = jlist[jj] & NEIGHMASK;
-        const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
-        if (dx * dx + dy * dy + dz * dz >= rmax2) continue;
-        snd.push_back(j);
-        rcv.push_back(i);
-      }
-    }
-    shifts.assign(3 * snd.size(), 0.0);
-    unit_shifts.assign(3 * snd.size(), 0.0);
   } else {
-    // ----- ghost mode: owned + ghost atoms as nodes, plain Cartesian edges, no shifts
+    // ----- ghost and mp modes: owned + ghost atoms as nodes, plain Cartesian edges, no shifts.
+    // mp: edges j -> i only into owned atoms i (the ghost shell is one r_max; features come by communication);
+    // ghost: edges among owned and ghost atoms alike (ghost shell num_interactions * r_max).
     nnodes = nall;
     nlocal_nodes = nlocal;
     pos.resize(3 * (size_t) nall);
@@ -725,7 +701,7 @@ void PairMACE::compute(int eflag, int vflag)
       int s = type_to_species[type[i]];
       species[i] = s < 0 ? 0 : s;
     }
-    const int ntot = inum + list->gnum;
+    const int ntot = use_mp ? inum : inum + list->gnum;
     for (int ii = 0; ii < ntot; ++ii) {
       const int i = ilist[ii];
       const int *jlist = firstneigh[i];
@@ -733,8 +709,8 @@ void PairMACE::compute(int eflag, int vflag)
         const int j = jlist[jj] & NEIGHMASK;
         const double dx = x[j][0] - x[i][0], dy = x[j][1] - x[i][1], dz = x[j][2] - x[i][2];
         if (dx * dx + dy * dy + dz * dz >= rmax2) continue;
-        snd.push_back(i);
-        rcv.push_back(j);
+        snd.push_back(use_mp ? j : i);
+        rcv.push_back(use_mp ? i : j);
       }
     }
     shifts.assign(3 * snd.size(), 0.0);

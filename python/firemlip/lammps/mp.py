@@ -100,6 +100,34 @@ class LammpsMaceMP(torch.nn.Module):
                 compute_virials: bool = False) -> Dict[str, Optional[torch.Tensor]]:  # noqa: UP006, UP045
         return self.lammps(data, local_or_ghost, compute_virials)
 
+    def _energies_and_forces(self, node_e0: torch.Tensor, node_es: List[torch.Tensor],  # noqa: UP006
+                             feats_list: List[torch.Tensor], heads_local: torch.Tensor,  # noqa: UP006
+                             keep_in_graph: torch.Tensor, positions: torch.Tensor,
+                             displacement: Optional[torch.Tensor], cell: torch.Tensor,  # noqa: UP045
+                             compute_virials: bool) -> Dict[str, Optional[torch.Tensor]]:  # noqa: UP006, UP045
+        """Readouts of the owned atoms, their energy (eV), forces on all nodes (eV/Å) and the virial (eV)."""
+        model = self.lammps.model
+        local = torch.arange(heads_local.shape[0], device=positions.device)
+        for i, readout in enumerate(model.readouts):
+            feat_idx = -1 if len(model.readouts) == 1 else i
+            node_es.append(readout(feats_list[feat_idx], heads_local)[local, heads_local])
+        node_inter = torch.sum(torch.stack(node_es, dim=0), dim=0)
+        if hasattr(model, "scale_shift"):
+            node_inter = model.scale_shift(node_inter, heads_local)
+        node_energy = node_e0.to(node_inter.dtype) + node_inter
+        total = torch.sum(node_energy).reshape(1) + keep_in_graph
+        virials: Optional[torch.Tensor] = None  # noqa: UP045
+        if compute_virials and displacement is not None:
+            grads = torch.autograd.grad([total], [positions, displacement], allow_unused=True)
+            g_pos = grads[0]
+            g_disp = grads[1]
+            forces = -g_pos if g_pos is not None else torch.zeros_like(positions)
+            virials = -g_disp if g_disp is not None else torch.zeros_like(cell)
+        else:
+            g = torch.autograd.grad([total], [positions], allow_unused=True)[0]
+            forces = -g if g is not None else torch.zeros_like(positions)
+        return {"total_energy_local": total, "node_energy": node_energy, "forces": forces, "virials": virials}
+
     @torch.jit.export
     def forward_mp(self, data: Dict[str, torch.Tensor], n_local: int,  # noqa: UP006
                    compute_virials: bool = False) -> Dict[str, Optional[torch.Tensor]]:  # noqa: UP006, UP045
@@ -142,26 +170,8 @@ class LammpsMaceMP(torch.nn.Module):
                 sc_local = sc[:n_local]
             node_feats = product(node_feats=message[:n_local], sc=sc_local, node_attrs=node_attrs[:n_local])
             feats_list.append(node_feats)
-        for i, readout in enumerate(model.readouts):
-            feat_idx = -1 if len(model.readouts) == 1 else i
-            node_es.append(readout(feats_list[feat_idx], heads_local)[local, heads_local])
-        node_inter = torch.sum(torch.stack(node_es, dim=0), dim=0)
-        if hasattr(model, "scale_shift"):
-            node_inter = model.scale_shift(node_inter, heads_local)
-        node_energy = node_e0.to(node_inter.dtype) + node_inter
-        total = torch.sum(node_energy).reshape(1) + keep_in_graph
-        virials: Optional[torch.Tensor] = None  # noqa: UP045
-        displacement = ctx.displacement
-        if compute_virials and displacement is not None:
-            grads = torch.autograd.grad([total], [positions, displacement], allow_unused=True)
-            g_pos = grads[0]
-            g_disp = grads[1]
-            forces = -g_pos if g_pos is not None else torch.zeros_like(positions)
-            virials = -g_disp if g_disp is not None else torch.zeros_like(data["cell"])
-        else:
-            g = torch.autograd.grad([total], [positions], allow_unused=True)[0]
-            forces = -g if g is not None else torch.zeros_like(positions)
-        return {"total_energy_local": total, "node_energy": node_energy, "forces": forces, "virials": virials}
+        return self._energies_and_forces(node_e0, node_es, feats_list, heads_local, keep_in_graph, positions,
+                                         ctx.displacement, data["cell"], compute_virials)
 
 
 def _is_residual_block(block: Any) -> bool:
@@ -231,26 +241,8 @@ class LammpsMaceMPResidual(LammpsMaceMP):
             message = interaction.linear(message) / interaction.avg_num_neighbors
             node_feats = product(node_feats=interaction.reshape(message), sc=sc, node_attrs=attrs_local)
             feats_list.append(node_feats)
-        for i, readout in enumerate(model.readouts):
-            feat_idx = -1 if len(model.readouts) == 1 else i
-            node_es.append(readout(feats_list[feat_idx], heads_local)[local, heads_local])
-        node_inter = torch.sum(torch.stack(node_es, dim=0), dim=0)
-        if hasattr(model, "scale_shift"):
-            node_inter = model.scale_shift(node_inter, heads_local)
-        node_energy = node_e0.to(node_inter.dtype) + node_inter
-        total = torch.sum(node_energy).reshape(1) + keep_in_graph
-        virials: Optional[torch.Tensor] = None  # noqa: UP045
-        displacement = ctx.displacement
-        if compute_virials and displacement is not None:
-            grads = torch.autograd.grad([total], [positions, displacement], allow_unused=True)
-            g_pos = grads[0]
-            g_disp = grads[1]
-            forces = -g_pos if g_pos is not None else torch.zeros_like(positions)
-            virials = -g_disp if g_disp is not None else torch.zeros_like(data["cell"])
-        else:
-            g = torch.autograd.grad([total], [positions], allow_unused=True)[0]
-            forces = -g if g is not None else torch.zeros_like(positions)
-        return {"total_energy_local": total, "node_energy": node_energy, "forces": forces, "virials": virials}
+        return self._energies_and_forces(node_e0, node_es, feats_list, heads_local, keep_in_graph, positions,
+                                         ctx.displacement, data["cell"], compute_virials)
 
 
 def mp_wrapper(model: Any, head: Optional[str] = None) -> LammpsMaceMP:  # noqa: UP045
