@@ -67,6 +67,8 @@ DEFAULT_DRIFT = "framework"
 DRIFT_CHOICES = ("framework", "system", "none")
 #: Lags used (at most) in the charge-MSD fit and its block analysis.
 CHARGE_MAX_LAGS = 200
+#: Fewest atoms outside a region for its separate melt check (``structure_check_outside``).
+MIN_CHECK_ATOMS = 8
 #: Final frames of a run checked for melting/collapse of the framework (taken from its last fifth).
 STRUCTURE_CHECK_FRAMES = 5
 _DIRS = ("x", "y", "z")
@@ -768,10 +770,12 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     elif check_structure:
         for key, sel, where in (("structure_check", in_region, f"region {region}"),
                                 ("structure_check_outside", ~in_region, f"outside {region}")):
-            if not sel.any():
+            if not sel.any() or (key.endswith("outside") and sel.sum() < MIN_CHECK_ATOMS):
                 continue
             fw = sel & ~species_mask
-            atoms = fw if fw.any() else sel
+            # the framework of the region; outside it only when it is not a sparse remnant (a z-range region
+            # leaves a few framework atoms of the same slab outside): else all atoms outside
+            atoms = fw if fw.any() and (key == "structure_check" or fw.sum() >= MIN_CHECK_ATOMS) else sel
             name = (f"framework of {where} ({', '.join(sorted(set(traj.elements[atoms].tolist())))})" if fw.any()
                     else f"all atoms of {where} ({', '.join(sorted(set(traj.elements[atoms].tolist())))})")
             result[key] = final_structure_check(traj, species_mask, reference, atoms=atoms, label=name)
