@@ -463,6 +463,7 @@ def test_region_selects_the_electrolyte_slab(tmp_path: Path) -> None:
         assert r["valid"], r["invalid_reasons"]
     assert every["diffusivity_cm2_s"] < 0.7 * res["substrate"]["diffusivity_cm2_s"]  # diluted by the metal
     assert json.loads((tmp_path / "substrate" / "diffusion.json").read_text())["region"]["spec"] == "substrate"
+    assert res["substrate"]["outside"]["n_ions"] == n_metal and res["substrate"]["outside"]["diffusivity_cm2_s"] < 1e-6
     with pytest.raises(FiremlipError, match="region 'bulk'"):
         analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / "x", reference=ref, region="bulk")
     with pytest.raises(FiremlipError, match="slab regions need the starting interface"):

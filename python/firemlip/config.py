@@ -168,6 +168,10 @@ class MDStage(_Strict):
     diffusion: DiffusionRun | None = Field(default_factory=DiffusionRun)
     elastic: ElasticRun | None = Field(default_factory=ElasticRun)
     np: PositiveInt = 1
+    #: LAMMPS runs (the diffusion temperatures and the elastic run) executed at the same time, each with
+    #: cores / concurrent threads: on a few cores two serial runs of a small cell finish sooner than one after the
+    #: other with twice the threads
+    concurrent: PositiveInt = 1
     seed: int = 0
 
 

@@ -1,7 +1,10 @@
-"""``firemlip demo``: the FIRE pipeline on the bundled Li(110) | LiF(110) example.
+"""``firemlip demo``: the FIRE pipeline on the bundled Li metal | Li3N example.
 
-The example's reference data (GPAW PBE labels, made by ``firemlip label``) ship under
-``examples/li_lif/data/`` as a label cache, so the demo reuses them and runs no DFT unless ``--relabel``.
+The example (``examples/li_li3n/``: Li(100) on Li3N(11-20), 55 atoms, one Li(2) vacancy in the Li3N) ships its
+reference data (GPAW PBE labels made by ``firemlip label``, as a label cache, and an offline foundation distilled
+from SevenNet-0) under ``examples/li_li3n/data/``, so the demo runs no DFT unless ``--relabel``. Its transport
+section is Li diffusion in the Li3N slab (``analyze: region: substrate``) at temperatures where both the metal and
+the electrolyte stay solid; the demo ends with a summary of it (:func:`transport_summary`).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 from firemlip.errors import FiremlipError
 
 REPO = Path(__file__).resolve().parents[2]
-EXAMPLE = REPO / "examples" / "li_lif"
+EXAMPLE = REPO / "examples" / "li_li3n"
 
 
 def run_demo(run_dir: str | Path = "runs/demo", quick: bool = True, relabel: bool = False,
@@ -74,27 +77,94 @@ def _use_foundation(cfg, name: str, fallback: bool) -> None:
             st.replay = None  # no MPtrj here: the foundation labels related structures itself
 
 
+#: The quick profile's caps: training epochs, sampling steps, and per-temperature diffusion MD (production and
+#: equilibration steps). Its transport numbers are a preview: the summary says "not converged" when the
+#: analysis marks them invalid (non-diffusive MSD, a collapsed framework, fewer than three temperatures …).
+QUICK = {"prefit_epochs": 8, "sample_steps": 600, "finetune_epochs": 25, "diffusion_steps": 5000,
+         "diffusion_equil_steps": 500}
+
+
 def _quick(cfg) -> None:
-    """Shorter MD and training for the quick profile (same stages, same data)."""
+    """Shorter MD and training for the quick profile (same stages, same data, same temperatures)."""
     st = cfg.stages
     if st.prefit is not None:
-        st.prefit.epochs = min(st.prefit.epochs, 8)
+        st.prefit.epochs = min(st.prefit.epochs, QUICK["prefit_epochs"])
     if st.sample is not None:
-        st.sample.steps = min(st.sample.steps, 600)
+        st.sample.steps = min(st.sample.steps, QUICK["sample_steps"])
     if st.finetune is not None:
-        st.finetune.epochs = min(st.finetune.epochs, 25)
+        st.finetune.epochs = min(st.finetune.epochs, QUICK["finetune_epochs"])
     if st.md is not None and st.md.diffusion is not None:
-        st.md.diffusion.steps = min(st.md.diffusion.steps, 2000)
+        st.md.diffusion.steps = min(st.md.diffusion.steps, QUICK["diffusion_steps"])
+        st.md.diffusion.equil_steps = min(st.md.diffusion.equil_steps, QUICK["diffusion_equil_steps"])
+
+
+def transport_summary(run_dir: str | Path, quick: bool = True) -> list[str]:
+    """Lines summarising the run's transport results (``*_analyze``): D* per temperature with its validity and the
+    melt checks, then Ea with its error and σ(300 K) with its band — or, when the Arrhenius result is invalid,
+    a "not converged" line with the reasons. Never prints an Ea or σ that the analysis marked invalid."""
+    import json
+
+    rd = Path(run_dir)
+    an = next(iter(sorted(rd.glob("*_analyze"))), None)
+    if an is None or not (an / "manifest.json").exists():
+        return ["transport: no analysis in this run"]
+    lines = []
+    rows = sorted((json.loads(f.read_text()) for f in an.glob("diffusion_*K/diffusion.json")),
+                  key=lambda d: d["temperature_K"])
+    if rows:
+        reg = rows[0].get("region") or {}
+        where = f"{rows[0]['species']} initially in the {reg['spec']} region" if reg else f"all {rows[0]['species']}"
+        lines.append(f"transport ({where}):")
+    for d in rows:
+        state = []
+        for key in ("structure_check", "structure_check_outside"):
+            sc = d.get(key) or {}
+            if sc.get("checked"):
+                state.append(f"{sc.get('sublattice', 'structure').split(' (')[0]} "
+                             f"{'MELTED' if sc.get('melted') else 'solid'}")
+        o = d.get("outside") or {}
+        if o.get("diffusivity_cm2_s") is not None:
+            state.append(f"{d['species']} outside the region: D* = {o['diffusivity_cm2_s']:.2g} cm²/s"
+                         + (", diffusive" if o.get("diffusive") else ""))
+        ok = "" if d.get("valid") else "  INVALID: " + "; ".join(d.get("invalid_reasons") or [])
+        lines.append(f"  {d['temperature_K']:g} K: D* = {d['diffusivity_cm2_s']:.3g} ± "
+                     f"{d['diffusivity_err_cm2_s']:.2g} cm²/s, log-log slope {d['loglog_exponent']:.2f}"
+                     + (f" ({', '.join(state)})" if state else "") + ok)
+    arr_f = an / "arrhenius" / "arrhenius.json"
+    if not arr_f.exists():
+        return lines + ["  Ea, σ(300 K): not computed (fewer than two temperatures)"]
+    arr = json.loads(arr_f.read_text())
+    if not arr.get("valid"):
+        hint = ("run the default profile (`firemlip demo`, longer MD) for a converged value" if quick else
+                "run longer MD (stages.md.diffusion.steps) or more temperatures")
+        return lines + ["  Ea, σ(300 K): NOT CONVERGED — " + "; ".join(arr.get("invalid_reasons") or []) + f"; {hint}"]
+    Tt = arr.get("target_temperature_K", 300.0)
+    lines.append(f"  Ea = {arr['activation_energy_eV']:.3f} ± {arr['activation_energy_err_eV']:.3f} eV "
+                 f"(fit over {arr['n_temperatures']} temperatures)")
+    if arr.get("sigma_tracer_target_S_cm") is not None:
+        lo, hi = arr["sigma_tracer_target_band_S_cm"]
+        lines.append(f"  σ({Tt:g} K), tracer (H_R = 1) = {arr['sigma_tracer_target_S_cm']:.2g} S/cm "
+                     f"({arr['units']['band']} band {lo:.2g}–{hi:.2g})")
+    h = arr.get("haven_ratio")
+    if h is not None and arr.get("sigma_charge_target_S_cm") is not None:
+        lo, hi = arr["sigma_charge_target_band_S_cm"]
+        lines.append(f"  σ({Tt:g} K) with Haven ratio {h:.2f} ({arr.get('haven_source')}) = "
+                     f"{arr['sigma_charge_target_S_cm']:.2g} S/cm (band {lo:.2g}–{hi:.2g})")
+    else:
+        lines.append(f"  Haven ratio: {arr.get('haven_source', 'not available')}")
+    return lines
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     status = run_demo(args.run_dir, quick=args.quick, relabel=args.relabel, foundation=args.foundation)
+    for line in transport_summary(args.run_dir, quick=args.quick):
+        print(f"firemlip demo: {line}")
     print(f"demo finished in {status['wall_time_s']} s; outputs in {args.run_dir}")
     return 0
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run FIRE on the bundled Li|LiF interface example")
+    p = sub.add_parser("demo", help="run FIRE on the bundled Li | Li3N interface example")
     p.add_argument("--quick", action="store_true", help="the short profile (minutes on 2 cores)")
     p.add_argument("--relabel", action="store_true", help="recompute the DFT labels instead of the bundled ones")
     p.add_argument("--run-dir", default="runs/demo")

@@ -226,6 +226,8 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
         return
     doc.h("Transport")
     rows, bad, notes = [], [], []
+    melt: list[str | None] = []
+    region: tuple[dict[str, Any], dict[str, Any]] | None = None
     outs = (_load(d / "manifest.json") or {}).get("outputs")
     current = sorted(d / Path(o).parent for o in outs if o.endswith("diffusion.json")) if outs else \
         sorted(d.glob("diffusion_*"))
@@ -245,10 +247,28 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
                      str(j.get("drift_correction", "–")),
                      "no: " + "; ".join(reasons) if inv else "yes"])
         bad.append(inv)
+        checks = []
+        for key in ("structure_check", "structure_check_outside"):
+            sc = j.get(key) or {}
+            if sc.get("checked"):
+                state = "melted" if sc.get("melted") else "collapsed" if sc.get("collapsed") else "solid"
+                checks.append(f"{sc.get('sublattice', 'framework')}: {state}")
+        melt.append(f"{_fmt(j.get('temperature_K'))} K: " + "; ".join(checks) if checks else None)
+        if j.get("region") and region is None:
+            region = (j["region"], j)
         if j.get("haven_required_duration_ps") is not None and j.get("haven_note"):
             notes.append(f"{_fmt(j.get('temperature_K'))} K: Haven ratio not computed — {j['haven_note']}")
+    if region is not None:
+        r, j = region
+        doc.p(f"Mobile ions: the {j.get('n_ions', '?')} {j.get('species', '')} atoms initially in region "
+              f"`{r.get('spec')}` (of {r.get('n_atoms', '?')} atoms there; positions from the "
+              f"{r.get('positions_from', '?')}); σ uses their number density in the region's volume "
+              f"({_fmt(j.get('number_density_cm3'))} cm⁻³; {r.get('volume_method', '')}).")
     doc.table(["T (K)", "D* (cm²/s)", "MSD log-log slope", "Haven ratio H_R", "H_R source", "σ tracer (S/cm)",
                "σ charge (S/cm)", "drift reference", "valid"], rows, bad)
+    if any(melt):
+        doc.p("Melt/collapse check of the final frames (pyscal3 bond order vs the starting structure): "
+              + " | ".join(m for m in melt if m))
     for n in notes:
         doc.p(n)
     for sub in current:

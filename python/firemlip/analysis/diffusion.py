@@ -686,7 +686,7 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         pos = remove_drift(traj.positions, traj.masses, framework)
     else:
         pos = traj.positions
-    pos = pos[:, mask]
+    pos_all, pos = pos, pos[:, mask]
     tr = tracer_diffusion(pos, dt_frame, end_fraction=end_fraction, tolerance=tolerance, window_fs=window_fs,
                           n_bootstrap=n_bootstrap, seed=seed)
     f = tr["fit"]
@@ -732,6 +732,17 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     if drift_note:
         result["drift_note"] = drift_note
     if reg is not None:
+        rest = species_mask & ~in_region
+        if rest.sum() >= 2:  # the other side of the interface: is its mobile species moving (a liquid metal …)?
+            try:
+                fo = tracer_diffusion(pos_all[:, rest], dt_frame, end_fraction=end_fraction, tolerance=tolerance,
+                                      window_fs=window_fs, n_bootstrap=min(n_bootstrap, 50), seed=seed)["fit"]
+                result["outside"] = {"n_ions": int(rest.sum()), "diffusivity_cm2_s": fo.diffusivity_cm2_s,
+                                     "diffusivity_err_cm2_s": fo.diffusivity_err_cm2_s,
+                                     "loglog_exponent": fo.loglog_exponent, "diffusive": fo.diffusive,
+                                     "note": f"{species} atoms initially outside {region} (information only)"}
+            except FiremlipError as exc:
+                result["outside"] = {"note": str(exc)}
         result["region"] = {**reg, "n_ions": n_ions, "n_framework": int((framework & in_region).sum()),
                             "n_atoms": int(in_region.sum()), "cell_volume_A3": float(traj.volumes_A3.mean()),
                             "note": f"{species} atoms initially in {region}; volume_A3 and the number density "

@@ -40,7 +40,10 @@ def _descriptors(atoms: Atoms, cutoff_A: float) -> dict[str, Any]:
     sym = np.array(a.get_chemical_symbols())
     d = neighbor_list("d", a, cutoff_A)
     return {"cn": {s: float(cn[sym == s].mean()) for s in sorted(set(sym))},
-            "q4": float(np.mean(q4)), "q6": float(np.mean(q6)),
+            # an atom with no neighbour within the cut-off has no bond order (NaN): it is left out of the mean
+            # (e.g. one atom of a region's selection that wandered into the other slab)
+            "q4": float(np.nanmean(q4)) if np.isfinite(q4).any() else float("nan"),
+            "q6": float(np.nanmean(q6)) if np.isfinite(q6).any() else float("nan"),
             "min_distance_A": float(d.min()) if d.size else float("inf"),
             "volume_A3": float(a.get_volume())}
 

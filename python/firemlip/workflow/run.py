@@ -379,13 +379,16 @@ def _md_structure(ctx: Context):
 
 
 def _md_body(ctx: Context, rec: StageRecord) -> None:
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
     from firemlip.io import read_frames
     from firemlip.lammps import render, run_lammps
 
     md = ctx.cfg.stages.md
     assert md is not None
     model = ctx.output("export", "fire.lammps.pt")
-    runs: dict[str, Any] = {}
+    jobs: list[tuple[str, dict[str, Any]]] = []  # (run directory name, what the manifest records)
     if md.diffusion is not None:
         d = md.diffusion
         atoms = read_frames(ctx.output("structures", "structures.extxyz"))[0] * tuple(d.supercell)
@@ -394,17 +397,31 @@ def _md_body(ctx: Context, rec: StageRecord) -> None:
             render("diffusion", rec.stage_dir / name, atoms, model=model, temperature_K=T, steps=d.steps,
                    equil_steps=d.equil_steps, dump_every=d.dump_every, timestep_fs=d.timestep_fs,
                    seed=md.seed + 1, thermo_every=max(1, d.steps // 20))
-            log = run_lammps(rec.stage_dir / name, np=md.np)
-            runs[name] = {"temperature_K": T, "timing": log.get("timing"), "warnings": log.get("warnings")}
+            jobs.append((name, {"temperature_K": T}))
             rec.outputs.append(f"{name}/dump.diffusion.lammpstrj")
     if md.elastic is not None:
         e = md.elastic
         render("elastic", rec.stage_dir / "elastic", _md_structure(ctx), model=model, strain=e.strain,
                temperature_K=0, timestep_fs=1.0, seed=md.seed + 1, thermo_every=100)
-        log = run_lammps(rec.stage_dir / "elastic", np=md.np)
-        runs["elastic"] = {"timing": log.get("timing"), "warnings": log.get("warnings")}
+        jobs.append(("elastic", {}))
         rec.outputs.append("elastic/elastic_stress.dat")
-    rec.extra["runs"] = runs
+    n_at_once = max(1, min(md.concurrent, len(jobs)))
+    threads = max(1, (os.cpu_count() or 1) // (n_at_once * md.np)) if n_at_once > 1 else None
+
+    def one(job: tuple[str, dict[str, Any]]) -> dict[str, Any]:
+        name, info = job
+        log = run_lammps(rec.stage_dir / name, np=md.np, threads=threads, progress=n_at_once == 1)
+        return {**info, "timing": log.get("timing"), "warnings": log.get("warnings")}
+
+    if n_at_once == 1:
+        results = [one(j) for j in jobs]
+    else:
+        print(f"md: {len(jobs)} LAMMPS runs, {n_at_once} at a time with {threads} thread(s) each", file=sys.stderr)
+        with ThreadPoolExecutor(n_at_once) as pool:
+            results = list(pool.map(one, jobs))
+    rec.extra["runs"] = {name: res for (name, _), res in zip(jobs, results, strict=True)}
+    if n_at_once > 1:
+        rec.extra["concurrent"] = {"runs_at_once": n_at_once, "threads_each": threads}
 
 
 def _analyze_inputs(ctx: Context) -> dict[str, Path]:
