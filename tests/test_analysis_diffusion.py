@@ -265,7 +265,7 @@ def test_default_drift_recovers_known_haven_ratio(collective_dump, tmp_path: Pat
     # the charge window is cut so that 10 blocks of origins each span at least twice its longest lag
     assert res["charge_fit_window_fs"][1] <= (4000 - 1) / 21 * DT_FS * EVERY
     assert res["valid"] and res["invalid_reasons"] == []
-    # 12 random F sites have no neighbours within 1.2 × their shortest distance: the bond-order check says so
+    # 5 of the 12 random F sites have no neighbour within 1.2 × the shortest distance: too sparse to check
     assert res["structure_check"]["checked"] is False and "too sparse" in res["structure_check"]["note"]
     assert res["conductivity"]["sigma_charge_S_cm"] == pytest.approx(res["conductivity"]["sigma_tracer_S_cm"] / h,
                                                                      rel=0.01)

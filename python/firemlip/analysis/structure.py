@@ -40,12 +40,19 @@ def _descriptors(atoms: Atoms, cutoff_A: float) -> dict[str, Any]:
     sym = np.array(a.get_chemical_symbols())
     d = neighbor_list("d", a, cutoff_A)
     return {"cn": {s: float(cn[sym == s].mean()) for s in sorted(set(sym))},
-            # an atom with no neighbour within the cut-off has no bond order (NaN): it is left out of the mean
-            # (e.g. one atom of a region's selection that wandered into the other slab)
-            "q4": float(np.nanmean(q4)) if np.isfinite(q4).any() else float("nan"),
-            "q6": float(np.nanmean(q6)) if np.isfinite(q6).any() else float("nan"),
+            # an atom with no neighbour within the cut-off has no bond order (NaN): a few such atoms are left out
+            # of the mean (e.g. one atom of a region's selection that wandered into the other slab); when more
+            # than a quarter of the atoms lack one, the sublattice is too sparse for a bond-order check (NaN)
+            "q4": _bonded_mean(q4), "q6": _bonded_mean(q6),
             "min_distance_A": float(d.min()) if d.size else float("inf"),
             "volume_A3": float(a.get_volume())}
+
+
+def _bonded_mean(q: Any) -> float:
+    """Mean bond order over the atoms that have one, NaN when fewer than three quarters of them do."""
+    q = np.asarray(q, float)
+    ok = np.isfinite(q)
+    return float(q[ok].mean()) if q.size and 4 * ok.sum() >= 3 * q.size else float("nan")
 
 
 def default_cutoff(reference: Atoms, factor: float = 1.2) -> float:
