@@ -7,6 +7,9 @@ The stage functions are importable from the package itself (loaded on first use,
 light)::
 
     from firemlip import perturb, label_frames, finetune, sample, select, evaluate, export_model, render, run_lammps
+
+They take files or data held in memory and return small result objects: :class:`FinetuneResult` (``finetune``),
+:class:`Selection` (``select``) and, for diffusion, :class:`DiffusionAnalysis` → :class:`DiffusionResult`.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ _API = {
     "read_frames": "firemlip.io", "write_frames": "firemlip.io",
     "perturb": "firemlip.structures",
     "label_frames": "firemlip.labelling", "import_paths": "firemlip.importing",
-    "finetune": "firemlip.training.api",
+    "finetune": "firemlip.training.api", "FinetuneResult": "firemlip.training.api",
     "sample": "firemlip.sampling",
-    "select": "firemlip.selection",
+    "select": "firemlip.selection", "Selection": "firemlip.selection",
     "evaluate": "firemlip.evaluation",
     "export_model": "firemlip.lammps.export", "render": "firemlip.lammps.render", "run_lammps": "firemlip.lammps.runner",
-    "analyze_diffusion": "firemlip.analysis.diffusion", "analyze_arrhenius": "firemlip.analysis.arrhenius",
+    "analyze_diffusion": "firemlip.analysis.diffusion", "DiffusionAnalysis": "firemlip.analysis.diffusion",
+    "DiffusionResult": "firemlip.analysis.diffusion", "analyze_arrhenius": "firemlip.analysis.arrhenius",
     "analyze_elastic": "firemlip.analysis.elastic", "elastic_tensor_ase": "firemlip.analysis.elastic",
     "analyze_scaling": "firemlip.analysis.scaling",
 }

@@ -532,17 +532,24 @@ def choose(Z: np.ndarray, n: int, method: str, seed: int = 0, minibatch_threshol
 
 
 def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence[int], method: str = "soap-kmeans",
-           seed: int = 0, out_dir: str | os.PathLike[str] = "selection", species: Sequence[str] | None = None,
+           seed: int = 0, out_dir: str | os.PathLike[str] | None = None, species: Sequence[str] | None = None,
            split: Sequence[float] | None = None, variance: float = 0.99, max_components: int = DEFAULT_MAX_COMPONENTS,
            minibatch_threshold: int = 10000, progress: bool = True, manifest: bool = True,
-           **soap_opts: Any) -> dict:
+           **soap_opts: Any) -> Selection:
     """Select ``sizes`` frames from ``pool`` (extxyz path or Atoms list) and write ``out_dir/n<size>/``.
 
     ``soap_opts`` are :class:`SoapOptions` fields (``r_cut`` Å, ``n_max``, ``l_max``, ``sigma`` Å, ``average``,
     ``n_jobs``, ``chunk_size``). ``species`` (default: the pool's) fixes the SOAP species list; a pool species not
-    in it is an error. ``split`` = (train, valid, test) fractions. Returns a summary dict with, per size, the
-    selected pool indices, output paths and metrics.
+    in it is an error. ``split`` = (train, valid, test) fractions. ``out_dir`` None (the default) writes into a
+    fresh temporary directory ``firemlip-select-*`` (``result.out_dir``); pass ``"selection"`` for the former
+    default.
+
+    Returns a :class:`Selection`: the summary dict (per size the selected pool indices, output paths and metrics,
+    e.g. ``res["sizes"]["5"]["indices"]``) with attributes for the first size — ``indices``, ``frames`` (the
+    selected Atoms, info ``pool_index``), ``coverage`` (PCA-space distances) — and ``pca`` (:class:`PcaResult`).
     """
+    import tempfile
+
     t_start = time.time()
     if method not in METHODS:
         raise FiremlipError(f"select: method must be one of {', '.join(METHODS)}, got {method!r}")
@@ -574,10 +581,12 @@ def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence
                                 f"{' '.join(species)}")
     else:
         species = pool_species
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="firemlip-select-"))
     params = {"sizes": sizes, "method": method, "seed": seed, "species": list(species), "soap": opts.key_params(),
               "variance": variance, "max_components": max_components, "split": split,
               "minibatch_threshold": minibatch_threshold}
+
+    kept: dict[str, Any] = {"frames": {}}  # the in-memory part of the result: PCA and selected frames per size
 
     def body() -> dict:
         timings: dict[str, float] = {}
@@ -591,6 +600,7 @@ def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence
         timings["descriptors_s"] = round(time.time() - t0, 3)
         t0 = time.time()
         pca = reduce_pca(X, variance, max_components, seed)
+        kept["pca"] = pca
         del X
         timings["pca_s"] = round(time.time() - t0, 3)
         Z = pca.Z
@@ -619,6 +629,7 @@ def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence
                 a.info["selection_method"] = method
                 sel_frames.append(a)
             write_frames(sd / "selected.extxyz", sel_frames)
+            kept["frames"].setdefault(n, sel_frames)
             write_json(sd / "indices.json", {"pool": pool_path, "pool_sha256": phash, "method": method,
                                              "seed": seed, "size": n, "indices": [int(j) for j in idx]})
             plot_pca(Z, idx, sd / "pca.png", f"{method}, n = {n} of {P.n}; "
@@ -660,7 +671,57 @@ def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence
                          "pca_components": summary["pca"]["n_components"]}
     else:
         summary = body()
-    return summary
+    return Selection(summary, kept["frames"], kept["pca"], out)
+
+
+class Selection(dict):
+    """What :func:`select` returns: its summary dict (unchanged keys: ``pool``, ``pca``, ``sizes``, ``timings``,
+    ...) plus the in-memory results.
+
+    Attributes (first requested size unless noted): ``indices`` (selected pool indices), ``frames`` (the selected
+    Atoms, ``info["pool_index"]`` set), ``coverage`` (``coverage_mean``/``_p95``/``_max``: distances in PCA units
+    from every pool frame to its nearest selected one), ``size``; ``sizes`` (the per-size dict, keyed by the size
+    as a string), ``frames_by_size`` (size → Atoms list), ``pca`` (:class:`PcaResult`, with the coordinates ``Z``),
+    ``summary`` (the plain dict), ``out_dir`` (where the files were written).
+    """
+
+    def __init__(self, summary: dict[str, Any], frames_by_size: dict[int, list[Atoms]], pca: PcaResult | None,
+                 out_dir: Path) -> None:
+        super().__init__(summary)
+        self.frames_by_size = frames_by_size
+        self.pca = pca
+        self.out_dir = out_dir
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """The summary as a plain dict (what :func:`select` returned before it returned a Selection)."""
+        return dict(self)
+
+    @property
+    def sizes(self) -> dict[str, dict[str, Any]]:
+        """Per size (key: the size as a string): ``dir``, ``indices``, ``metrics`` and, with a split, ``split``."""
+        return self["sizes"]
+
+    @property
+    def size(self) -> int:
+        """The first requested size."""
+        return int(next(iter(self["sizes"])))
+
+    @property
+    def indices(self) -> list[int]:
+        """Selected pool indices of the first size."""
+        return list(self["sizes"][str(self.size)]["indices"])
+
+    @property
+    def frames(self) -> list[Atoms]:
+        """Selected frames of the first size (copies, ``info["pool_index"]`` and ``info["selection_method"]``)."""
+        return self.frames_by_size[self.size]
+
+    @property
+    def coverage(self) -> dict[str, float]:
+        """Coverage of the first size: mean, 95th percentile and max distance (PCA units) to the selection."""
+        m = self["sizes"][str(self.size)]["metrics"]
+        return {k: m[k] for k in ("coverage_mean", "coverage_p95", "coverage_max")}
 
 
 # ------------------------------------------------------------------------------------------------------- CLI

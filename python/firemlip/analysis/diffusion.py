@@ -39,9 +39,9 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -127,7 +127,6 @@ def read_dump(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     """
     import MDAnalysis as mda
     from ase.data import atomic_masses, atomic_numbers
-    from ase.geometry import cellpar_to_cell
 
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
@@ -161,15 +160,8 @@ def read_dump(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             elem_ref = elem
         elif len(elem) != len(elem_ref) or np.any(elem != elem_ref):
             raise FiremlipError(f"{p}: atoms differ from those of {paths[0]}; dumps must be segments of one run")
-        pos, steps, vols, cells = [], [], [], []
         warnings.filterwarnings("ignore", message="Reader has no dt information")
-        for ts in u.trajectory:
-            pos.append(np.array(ts.positions, dtype=np.float64))
-            steps.append(int(ts.data.get("step", ts.frame)))
-            a, b, c, al, be, ga = (float(x) for x in ts.dimensions)
-            ca, cb, cg = np.cos(np.radians([al, be, ga]))
-            vols.append(a * b * c * np.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0)))
-            cells.append(cellpar_to_cell([a, b, c, al, be, ga]))
+        pos, steps, vols, cells = _universe_frames(u)
         if steps_list and steps_list[-1].size and steps and steps[0] == steps_list[-1][-1]:
             pos, steps, vols, cells = pos[1:], steps[1:], vols[1:], cells[1:]
         if pos:
@@ -184,6 +176,71 @@ def read_dump(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     masses = np.array([atomic_masses[atomic_numbers[e]] for e in elem_ref])
     return Trajectory(np.concatenate(pos_list), np.concatenate(steps_list), elem_ref, masses,
                       np.concatenate(vol_list), [os.fspath(p) for p in paths], np.concatenate(cell_list))
+
+
+def _universe_frames(u: Any) -> tuple[list[np.ndarray], list[int], list[float], list[np.ndarray]]:
+    """Positions (Å, float64), step numbers (``ts.data['step']``, else the frame index), cell volumes (Å³) and
+    cell matrices (rows, Å) of every frame of an MDAnalysis Universe's trajectory (NaN volume, no cell when a frame
+    has no box)."""
+    from ase.geometry import cellpar_to_cell
+
+    pos, steps, vols, cells = [], [], [], []
+    for ts in u.trajectory:
+        pos.append(np.array(ts.positions, dtype=np.float64))
+        steps.append(int(ts.data.get("step", ts.frame)))
+        dims = ts.dimensions
+        if dims is None or not np.all(np.isfinite(dims)) or np.any(np.asarray(dims[:3]) <= 0):
+            vols.append(float("nan"))
+            cells.append(np.full((3, 3), np.nan))
+            continue
+        a, b, c, al, be, ga = (float(x) for x in dims)
+        ca, cb, cg = np.cos(np.radians([al, be, ga]))
+        vols.append(a * b * c * np.sqrt(max(1 - ca * ca - cb * cb - cg * cg + 2 * ca * cb * cg, 0.0)))
+        cells.append(cellpar_to_cell([a, b, c, al, be, ga]))
+    return pos, steps, vols, cells
+
+
+def trajectory_from_positions(positions_A: Any, elements: Sequence[str], cells_A: Any = None,
+                              masses: Sequence[float] | None = None, steps: Sequence[int] | None = None,
+                              source: str = "<positions>") -> Trajectory:
+    """A :class:`Trajectory` from arrays held in memory.
+
+    ``positions_A``: (n_frames, n_atoms, 3) unwrapped positions, Å; ``elements``: n_atoms symbols; ``cells_A``:
+    one (3, 3) cell or (n_frames, 3, 3) cells (rows are the cell vectors, Å), or None (no volume: no number
+    density, σ or melting check); ``masses``: amu (default: ASE's standard atomic masses); ``steps``: the frames'
+    step numbers (default 0, 1, 2, ...).
+    """
+    from ase.data import atomic_masses, atomic_numbers
+
+    pos = np.asarray(positions_A, dtype=np.float64)
+    if pos.ndim != 3 or pos.shape[2] != 3:
+        raise FiremlipError(f"{source}: positions must be an (n_frames, n_atoms, 3) array in Å, got shape {pos.shape}")
+    T, N, _ = pos.shape
+    elem = np.array([str(e) for e in elements])
+    if len(elem) != N:
+        raise FiremlipError(f"{source}: {len(elem)} elements for {N} atoms")
+    unknown = sorted(set(elem.tolist()) - set(atomic_numbers))
+    if unknown:
+        raise FiremlipError(f"{source}: unknown element(s) {', '.join(unknown)}")
+    if masses is None:
+        m = np.array([atomic_masses[atomic_numbers[e]] for e in elem])
+    else:
+        m = np.asarray(masses, dtype=np.float64)
+        if m.shape != (N,) or np.any(m <= 0):
+            raise FiremlipError(f"{source}: masses must be {N} positive values (amu)")
+    if cells_A is None:
+        cells, vols = None, np.full(T, np.nan)
+    else:
+        c = np.asarray(cells_A, dtype=np.float64)
+        if c.shape == (3, 3):
+            c = np.broadcast_to(c, (T, 3, 3)).copy()
+        if c.shape != (T, 3, 3):
+            raise FiremlipError(f"{source}: cells must be one (3, 3) cell or ({T}, 3, 3), got shape {c.shape}")
+        cells, vols = c, np.abs(np.linalg.det(c))
+    st = np.arange(T) if steps is None else np.asarray(steps, dtype=np.int64)
+    if st.shape != (T,):
+        raise FiremlipError(f"{source}: {len(st)} step numbers for {T} frames")
+    return Trajectory(pos, st, elem, m, vols, [source], cells)
 
 
 # ----------------------------------------------------------------------------------------------------- MSD
@@ -643,8 +700,19 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     region's framework, or all its atoms when it holds only the mobile species). The rest of the cell is checked
     too and reported as ``structure_check_outside`` (information, not a validity criterion).
     """
-    from firemlip.analysis.conductivity import conductivity_from_diffusion
+    _check_arguments(temperature_K, timestep_fs, drift, haven_max_rel_err)
+    reference = _reference_atoms(reference)
+    traj = read_dump(dumps, elements)
+    return analyze_trajectory(traj, species, temperature_K, timestep_fs, out_dir, drift=drift,
+                              end_fraction=end_fraction, tolerance=tolerance, window_fs=window_fs,
+                              n_bootstrap=n_bootstrap, n_blocks=n_blocks, charge=charge, haven=haven,
+                              haven_max_rel_err=haven_max_rel_err, reference=reference,
+                              check_structure=check_structure, region=region, seed=seed)
 
+
+def _check_arguments(temperature_K: float, timestep_fs: float, drift: str, haven_max_rel_err: float) -> None:
+    """One-line errors for a missing/non-positive temperature (K) or time step (fs), an unknown drift reference or
+    a non-positive Haven error threshold."""
     if temperature_K is None or not np.isfinite(temperature_K) or temperature_K <= 0:
         raise FiremlipError("diffusion: a positive temperature in K is required (--temperature)")
     if timestep_fs is None or timestep_fs <= 0:
@@ -653,11 +721,54 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         raise FiremlipError(f"drift must be one of {', '.join(DRIFT_CHOICES)}, got {drift!r}")
     if not 0 < haven_max_rel_err:
         raise FiremlipError(f"haven_max_rel_err must be positive, got {haven_max_rel_err}")
+
+
+def _reference_atoms(reference: Any) -> Any:
+    """The reference structure as ASE Atoms (the first frame of a file), or as given."""
     if isinstance(reference, (str, os.PathLike)):
         from firemlip.io import read_frames
 
-        reference = read_frames(reference, index=0, what="reference structure")[0]
-    traj = read_dump(dumps, elements)
+        return read_frames(reference, index=0, what="reference structure")[0]
+    return reference
+
+
+def analyze_trajectory(traj: Trajectory, species: str, temperature_K: float, timestep_fs: float,
+                       out_dir: str | os.PathLike[str] | None = None, **options: Any) -> dict[str, Any]:
+    """:func:`analyze_diffusion` of a :class:`Trajectory` already in memory (frames ``steps`` apart, each step
+    ``timestep_fs`` fs); ``options`` are its keyword options (``drift``, ``window_fs``, ``n_bootstrap``, ...).
+
+    Writes ``diffusion.json`` and ``msd.png`` into ``out_dir`` when one is given (then the result has
+    ``"plot": "msd.png"``); with ``out_dir=None`` nothing is written. Returns the result dict.
+    """
+    result, tr, ch = _analyze(traj, species, temperature_K, timestep_fs, **options)
+    if out_dir is not None:
+        _write(result, tr, ch, Path(out_dir))
+    return result
+
+
+def _write(result: dict[str, Any], tr: dict[str, Any], ch: dict[str, Any], out: Path) -> None:
+    """``msd.png`` and ``diffusion.json`` (with ``"plot": "msd.png"``) of a result into ``out``."""
+    region = (result.get("region") or {}).get("spec")
+    species = result["species"]
+    out.mkdir(parents=True, exist_ok=True)
+    plot_msd(tr, ch, species if region is None else f"{species} in {region}", result["temperature_K"],
+             out / "msd.png", invalid=result["invalid_reasons"])
+    result["plot"] = "msd.png"
+    write_result(out / "diffusion.json", result)
+
+
+def _analyze(traj: Trajectory, species: str, temperature_K: float, timestep_fs: float, *,
+             drift: str = DEFAULT_DRIFT, end_fraction: float = 0.5, tolerance: float = 0.15,
+             window_fs: tuple[float, float] | None = None, n_bootstrap: int = 200, n_blocks: int = 10,
+             charge: float | None = None, haven: float | None = None,
+             haven_max_rel_err: float = HAVEN_MAX_REL_ERR, reference: Any = None, check_structure: bool = True,
+             region: str | None = None, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The diffusion analysis of :func:`analyze_diffusion` on a trajectory: (result dict, tracer fit of
+    :func:`tracer_diffusion`, charge fit of :func:`charge_diffusion`). Writes nothing."""
+    from firemlip.analysis.conductivity import conductivity_from_diffusion
+
+    _check_arguments(temperature_K, timestep_fs, drift, haven_max_rel_err)
+    reference = _reference_atoms(reference)
     src = traj.sources[0]
     species_mask = _species_mask(traj, species, src)
     mask, framework, reg, in_region = species_mask, ~species_mask, None, None
@@ -693,6 +804,7 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     ch = charge_diffusion(pos, dt_frame, f.window_fs, n_blocks=n_blocks, max_rel_err=haven_max_rel_err)
     volume = float(traj.volumes_A3.mean()) * (reg["volume_fraction"] if reg is not None else 1.0)
     n_ions = int(mask.sum())
+    density = n_ions / (volume * 1e-24) if np.isfinite(volume) and volume > 0 else None
     duration_ps = dt_frame * (len(traj.steps) - 1) / 1000.0
     result: dict[str, Any] = {
         "analysis": "diffusion",
@@ -705,8 +817,8 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
         "duration_ps": duration_ps,
         "n_ions": n_ions,
         "n_atoms": int(len(traj.elements)),
-        "volume_A3": volume,
-        "number_density_cm3": n_ions / (volume * 1e-24),
+        "volume_A3": volume if density is not None else None,
+        "number_density_cm3": density,
         "drift_requested": drift,
         "drift_correction": used,
         "fit_window_fs": list(f.window_fs),
@@ -798,13 +910,7 @@ def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike
     reasons = diffusion_validity(result)
     result["valid"] = not reasons
     result["invalid_reasons"] = reasons
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_msd(tr, ch, species if region is None else f"{species} in {region}", temperature_K, out / "msd.png",
-             invalid=reasons)
-    result["plot"] = "msd.png"
-    write_result(out / "diffusion.json", result)
-    return result
+    return result, tr, ch
 
 
 def plot_msd(tr: dict[str, Any], ch: dict[str, Any], species: str, temperature_K: float,
@@ -840,3 +946,192 @@ def plot_msd(tr: dict[str, Any], ch: dict[str, Any], species: str, temperature_K
                 color="red")
     ax.legend(fontsize=7, loc="lower right")
     save_figure(fig, path)
+
+
+# ----------------------------------------------------------------------------------------------------- Python API
+class MSDCurve(NamedTuple):
+    """An MSD curve: lag times (fs) and the mean squared displacement (Å²) at each."""
+
+    time_fs: np.ndarray
+    msd_A2: np.ndarray
+
+
+#: Keyword options of :meth:`DiffusionAnalysis.run` (those of :func:`analyze_diffusion` after its out_dir).
+ANALYSIS_OPTIONS = ("drift", "end_fraction", "tolerance", "window_fs", "n_bootstrap", "n_blocks", "charge", "haven",
+                    "haven_max_rel_err", "reference", "check_structure", "region", "seed")
+
+
+@dataclass
+class DiffusionResult:
+    """What :meth:`DiffusionAnalysis.run` returns.
+
+    ``D_cm2_s`` ± ``D_err_cm2_s``: tracer diffusivity D* (cm²/s, 1-σ bootstrap over atoms); ``msd``: the tracer MSD
+    (``time_fs``, ``msd_A2``); ``charge_msd``: the collective MSD per ion (same units); ``window_fs``: the fit
+    window (fs); ``haven_ratio`` ± ``haven_ratio_err``: H_R = D*/D_σ (None when the charge MSD is too noisy and none
+    was given); ``sigma_S_cm`` ± ``sigma_err_S_cm``: the Nernst–Einstein conductivity with that Haven ratio (S/cm,
+    None without a Haven ratio or a cell volume); ``sigma_tracer_S_cm``: the same with H_R = 1; ``valid`` /
+    ``invalid_reasons`` (:func:`diffusion_validity`); ``data``: the full result dict (the content of
+    ``diffusion.json``, also reachable as ``result["key"]``); ``out_dir``: where the files were written (None: nowhere).
+    """
+
+    D_cm2_s: float
+    D_err_cm2_s: float
+    msd: MSDCurve
+    window_fs: tuple[float, float]
+    haven_ratio: float | None
+    haven_ratio_err: float | None
+    sigma_S_cm: float | None
+    valid: bool
+    invalid_reasons: list[str]
+    data: dict[str, Any]
+    sigma_err_S_cm: float | None = None
+    sigma_tracer_S_cm: float | None = None
+    charge_msd: MSDCurve | None = None
+    out_dir: Path | None = None
+    _curves: tuple[dict[str, Any], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_analysis(cls, data: dict[str, Any], tr: dict[str, Any], ch: dict[str, Any],
+                      out_dir: Path | None = None) -> DiffusionResult:
+        """Build the result from :func:`_analyze`'s (result dict, tracer fit, charge fit)."""
+        cond = data.get("conductivity") or {}
+        f = tr["fit"]
+        return cls(D_cm2_s=float(f.diffusivity_cm2_s), D_err_cm2_s=float(f.diffusivity_err_cm2_s),
+                   msd=MSDCurve(tr["t_fs"], tr["msd_A2"]), window_fs=tuple(f.window_fs),
+                   haven_ratio=data.get("haven_ratio"), haven_ratio_err=data.get("haven_ratio_err"),
+                   sigma_S_cm=cond.get("sigma_charge_S_cm"), valid=bool(data["valid"]),
+                   invalid_reasons=list(data["invalid_reasons"]), data=data,
+                   sigma_err_S_cm=cond.get("sigma_charge_err_S_cm"),
+                   sigma_tracer_S_cm=cond.get("sigma_tracer_S_cm"),
+                   charge_msd=MSDCurve(ch["t_fs"], ch["msd_A2"]), out_dir=out_dir, _curves=(tr, ch))
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """``data.get(key, default)``."""
+        return self.data.get(key, default)
+
+    def keys(self) -> Any:
+        """The keys of ``data``."""
+        return self.data.keys()
+
+    def plot(self, path: str | os.PathLike[str]) -> Path:
+        """Write the MSD plot (as ``msd.png`` of :func:`analyze_diffusion`) to ``path`` (PNG) and return it."""
+        if self._curves is None:
+            raise FiremlipError("this DiffusionResult holds no MSD curves to plot")
+        region = (self.data.get("region") or {}).get("spec")
+        species = self.data["species"]
+        plot_msd(*self._curves, species if region is None else f"{species} in {region}", self.data["temperature_K"],
+                 path, invalid=self.invalid_reasons)
+        return Path(path)
+
+
+class DiffusionAnalysis:
+    """Tracer/charge diffusion of one run, kinisi-style: build it from dumps, arrays or an MDAnalysis Universe,
+    then :meth:`run` it::
+
+        res = DiffusionAnalysis.from_dump("dump.lammpstrj", "Li", 600.0, timestep_fs=1.0).run()
+        res.D_cm2_s, res.D_err_cm2_s, res.haven_ratio, res.sigma_S_cm, res.valid
+
+    ``options`` given here are the defaults of :meth:`run` (:data:`ANALYSIS_OPTIONS`: ``drift``, ``window_fs``
+    (fs), ``n_bootstrap``, ``charge`` (e), ``haven``, ``reference``, ``region``, ``seed``, ... as in
+    :func:`analyze_diffusion`). Frames are ``trajectory.steps`` apart, each step ``timestep_fs`` fs.
+    """
+
+    def __init__(self, trajectory: Trajectory, species: str, temperature_K: float, timestep_fs: float,
+                 **options: Any) -> None:
+        self.trajectory = trajectory
+        self.species = species
+        self.temperature_K = temperature_K
+        self.timestep_fs = timestep_fs
+        self.options = self._checked(options)
+        _check_arguments(temperature_K, timestep_fs, self.options.get("drift", DEFAULT_DRIFT),
+                         self.options.get("haven_max_rel_err", HAVEN_MAX_REL_ERR))
+
+    @staticmethod
+    def _checked(options: dict[str, Any]) -> dict[str, Any]:
+        bad = sorted(set(options) - set(ANALYSIS_OPTIONS))
+        if bad:
+            raise FiremlipError(f"diffusion: unknown option(s) {', '.join(bad)} (known: {', '.join(ANALYSIS_OPTIONS)})")
+        return dict(options)
+
+    @classmethod
+    def from_dump(cls, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], species: str,
+                  temperature_K: float, timestep_fs: float, elements: Sequence[str] | None = None,
+                  **kw: Any) -> DiffusionAnalysis:
+        """From LAMMPS text dumps (consecutive segments of one run, unwrapped coordinates; see :func:`read_dump`);
+        ``timestep_fs``: the MD time step (fs), ``elements``: symbols of types 1, 2, ... without an element column."""
+        _check_arguments(temperature_K, timestep_fs, kw.get("drift", DEFAULT_DRIFT),
+                         kw.get("haven_max_rel_err", HAVEN_MAX_REL_ERR))
+        cls._checked(kw)
+        return cls(read_dump(paths, elements), species, temperature_K, timestep_fs, **kw)
+
+    @classmethod
+    def from_positions(cls, positions_A: Any, elements: Sequence[str], frame_interval_fs: float,
+                       temperature_K: float, species: str, cells_A: Any = None, masses: Sequence[float] | None = None,
+                       **kw: Any) -> DiffusionAnalysis:
+        """From arrays: ``positions_A`` (n_frames × n_atoms × 3, unwrapped, Å) ``frame_interval_fs`` fs apart,
+        ``elements`` (one symbol per atom), ``cells_A`` (one (3, 3) cell or one per frame, Å; without it no number
+        density, σ or melting check), ``masses`` (amu, default ASE's)."""
+        if frame_interval_fs is None or not frame_interval_fs > 0:
+            raise FiremlipError("diffusion: a positive frame interval in fs is required")
+        traj = trajectory_from_positions(positions_A, elements, cells_A, masses)
+        return cls(traj, species, temperature_K, float(frame_interval_fs), **kw)
+
+    @classmethod
+    def from_universe(cls, universe: Any, species: str, temperature_K: float, *, timestep_fs: float | None = None,
+                      frame_interval_fs: float | None = None, elements: Sequence[str] | None = None,
+                      **kw: Any) -> DiffusionAnalysis:
+        """From an MDAnalysis ``Universe`` whose positions are unwrapped (Å) — e.g. a LAMMPS dump with ``xu yu zu``,
+        or a wrapped trajectory with ``MDAnalysis.transformations.NoJump`` added.
+
+        Time between frames: ``timestep_fs`` × the step difference when given (steps from ``ts.data['step']``, as
+        LAMMPS dumps carry), else ``frame_interval_fs``, else the trajectory's ``dt`` (ps → fs). Elements from the
+        topology's ``elements``, else ``elements`` in type order (types 1, 2, ...).
+        """
+        from ase.data import atomic_numbers
+
+        atoms = universe.atoms
+        try:
+            elem = [str(e) for e in atoms.elements]
+        except AttributeError:  # MDAnalysis' NoDataError is an AttributeError
+            elem = []
+        if not elem or not all(e.capitalize() in atomic_numbers for e in elem):
+            if not elements:
+                raise FiremlipError("diffusion: the Universe has no element symbols; give elements=[...] in type order")
+            types = [int(t) for t in atoms.types]
+            if max(types) > len(elements):
+                raise FiremlipError(f"diffusion: atom type {max(types)} but only {len(elements)} elements given")
+            elem = [elements[t - 1] for t in types]
+        elem = [e.capitalize() for e in elem]
+        pos, steps, vols, cells = _universe_frames(universe)
+        if not pos:
+            raise FiremlipError("diffusion: the Universe's trajectory has no frames")
+        if timestep_fs is not None:
+            dt = float(timestep_fs)
+        else:
+            steps = list(range(len(pos)))
+            dt = float(frame_interval_fs) if frame_interval_fs is not None else float(universe.trajectory.dt) * 1000.0
+        name = getattr(universe, "filename", None) or getattr(universe.trajectory, "filename", None) or "<universe>"
+        has_cell = bool(np.all(np.isfinite(vols)))
+        traj = trajectory_from_positions(np.asarray(pos), elem, np.asarray(cells) if has_cell else None,
+                                         steps=steps, source=str(name))
+        return cls(traj, species, temperature_K, dt, **kw)
+
+    def run(self, out_dir: str | os.PathLike[str] | None = None, **options: Any) -> DiffusionResult:
+        """Analyse the run (:func:`analyze_diffusion`'s analysis; ``options`` override the constructor's).
+
+        With ``out_dir`` writes ``diffusion.json`` and ``msd.png`` there (the same content as
+        :func:`analyze_diffusion`); with ``out_dir=None`` (the default) nothing is written — the MSD curves stay in
+        the result (``res.plot(path)`` draws ``msd.png`` on demand).
+        """
+        opts = {**self.options, **self._checked(options)}
+        data, tr, ch = _analyze(self.trajectory, self.species, self.temperature_K, self.timestep_fs, **opts)
+        out = Path(out_dir) if out_dir is not None else None
+        if out is not None:
+            _write(data, tr, ch, out)
+        return DiffusionResult.from_analysis(data, tr, ch, out)

@@ -2,18 +2,140 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import os
+import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from firemlip.errors import FiremlipError
 from firemlip.training.loop import STRATEGIES, FinetuneOptions, Prepared, train_loop
 
+if TYPE_CHECKING:
+    from ase import Atoms
+
 PathLike = str | os.PathLike[str]
+
+
+@dataclass(eq=False)
+class FinetuneResult(os.PathLike):
+    """What :func:`finetune` returns: the trained model's path plus its training record.
+
+    ``model_path``: the ``.model`` written; ``history``: the per-epoch log (one dict per epoch, the columns of
+    ``log.csv``: ``epoch``, ``stage``, ``lr``, ``train_loss``, ``valid_loss``, ``valid_rmse_e_meV_atom`` (meV/atom),
+    ``valid_rmse_f_meV_A`` (meV/Å), ``replay_rmse_*``, ``epoch_time_s`` (s), ...; for ``mace-multihead`` the
+    evaluation lines of mace-torch's ``results/*_train.txt``, or ``[]``); ``summary``: the training summary
+    (``manifest.json``'s ``summary``: best epoch, E0s (eV), wall times (s), ...); ``manifest``: the rest of the
+    manifest's provenance (strategy, replay_type, frame counts, foundation); ``out_dir``: the run directory.
+
+    The result stands in for the model's path wherever a path was accepted before (it is ``os.PathLike``, ``str()``
+    gives the path, and path attributes such as ``name``, ``exists()``, ``parent``, ``stem``, ``suffix`` are
+    forwarded to ``model_path``), so ``sample(result, ...)``, ``export_model(result)`` and ``Path(result)`` work.
+    """
+
+    model_path: Path
+    history: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+    out_dir: Path = Path(".")
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, device: str = "cpu", dtype: str | None = "float64"):
+        """The trained MACE model (``torch.nn.Module``) on ``device`` in ``dtype`` (None keeps the file's)."""
+        from firemlip.foundation import load_model
+
+        return load_model(self.model_path, device=device, dtype=dtype)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.model_path)
+
+    def __str__(self) -> str:
+        return str(self.model_path)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FinetuneResult):
+            return self.model_path == other.model_path and self.out_dir == other.out_dir
+        if isinstance(other, (str, os.PathLike)):
+            return self.model_path == Path(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.model_path)
+
+    def __getattr__(self, name: str) -> Any:
+        # only called for attributes the dataclass lacks: forward Path API (name, exists, parent, stem, ...)
+        if name.startswith("_") or "model_path" not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.__dict__["model_path"], name)
+
+
+def _number(text: str) -> Any:
+    """A ``log.csv`` cell as int, float or the text itself (empty → None)."""
+    if text is None or text == "":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def read_history(out_dir: PathLike, strategy: str = "fire") -> list[dict[str, Any]]:
+    """The per-epoch training log of a :func:`finetune` directory as a list of dicts (numbers parsed).
+
+    ``log.csv`` for fire/vanilla/scratch; for ``mace-multihead`` the ``"mode": "eval"`` JSON lines of
+    ``mace_run/results/*_train.txt`` (mace-torch's own log). Missing files give ``[]``.
+    """
+    out = Path(out_dir)
+    if strategy == "mace-multihead":
+        rows: list[dict[str, Any]] = []
+        for p in sorted((out / "mace_run" / "results").glob("*_train.txt")):
+            for line in p.read_text(errors="replace").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if isinstance(row, dict) and row.get("mode") == "eval":
+                    rows.append(row)
+        return rows
+    log = out / "log.csv"
+    if not log.is_file():
+        return []
+    with open(log, newline="") as fh:
+        return [{k: _number(v) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def _as_path(data: PathLike | Sequence[Atoms] | Atoms | None, out: Path, name: str) -> PathLike | None:
+    """A path as given, or in-memory Atoms written to ``out/name`` (extxyz) so the manifest can hash them."""
+    from ase import Atoms
+
+    from firemlip.io import write_frames
+
+    if data is None or isinstance(data, (str, os.PathLike)):
+        return data
+    frames = [data] if isinstance(data, Atoms) else list(data)
+    if not frames or not all(isinstance(a, Atoms) for a in frames):
+        raise FiremlipError(f"finetune: {name.split('.')[0]} must be an extxyz path or a non-empty list of ASE "
+                            f"Atoms with REF_energy/REF_forces labels")
+    return write_frames(out / name, frames)
+
+
+def _foundation_path(foundation: Any, out: Path) -> tuple[PathLike, str]:
+    """(path or name to resolve, name recorded): a loaded model is saved to ``out/foundation.model``."""
+    if isinstance(foundation, (str, os.PathLike)):
+        return foundation, os.fspath(foundation)
+    from firemlip.foundation import is_mace_model
+    from firemlip.models import save_model
+
+    if not is_mace_model(foundation):
+        raise FiremlipError(f"finetune: foundation must be a .model path, a foundation name or a loaded MACE model, "
+                            f"got {type(foundation).__name__}")
+    return save_model(foundation, out / "foundation.model"), f"<in-memory {type(foundation).__name__}>"
 
 
 def _read_labelled(path: PathLike, what: str, model, stress: bool = False) -> list:
@@ -83,27 +205,37 @@ def prepare(strategy: str, model, train: PathLike, valid: PathLike | None, out_d
     return Prepared(train_frames, valid_frames, pool if uses_replay else [], replay_type, replay_path, monitor)
 
 
-def finetune(strategy: str, foundation: PathLike, train: PathLike, valid: PathLike | None = None,
-             out_dir: PathLike = "finetune", replay: PathLike | None = None, replay_ratio: float = 1.0,
-             epochs: int = 50, device: str = "cpu", seed: int = 0, resume: bool = False, **opts: Any) -> Path:
-    """Fine-tune ``foundation`` on ``train`` with one strategy; return the path of the ``.model`` written.
+def finetune(strategy: str, foundation: PathLike | Any, train: PathLike | Sequence[Atoms] | Atoms,
+             valid: PathLike | Sequence[Atoms] | Atoms | None = None, out_dir: PathLike | None = None,
+             replay: PathLike | Sequence[Atoms] | Atoms | None = None, replay_ratio: float = 1.0,
+             epochs: int = 50, device: str = "cpu", seed: int = 0, resume: bool = False,
+             **opts: Any) -> FinetuneResult:
+    """Fine-tune ``foundation`` on ``train`` with one strategy; return a :class:`FinetuneResult`.
 
     Strategies: ``fire`` (task frames + a fresh draw of ``replay_ratio × n_task`` replay frames every epoch),
     ``vanilla`` (task frames only), ``scratch`` (the foundation's architecture freshly initialised, task only),
     ``mace-multihead`` (mace-torch's ``mace_run_train`` multihead fine-tuning, one fixed replay subset).
 
-    ``foundation`` is a ``.model`` path or a name (see :mod:`firemlip.foundation`); ``train``/``valid``/``replay``
-    are extxyz files with ``REF_energy`` (eV) and ``REF_forces`` (eV/Å) (``REF_stress`` eV/Å³ optional). Without
+    ``foundation`` is a ``.model`` path, a name (see :mod:`firemlip.foundation`) or an already loaded MACE model
+    (``torch.nn.Module``, saved as ``out_dir/foundation.model`` so the manifest can hash it). ``train``/``valid``/
+    ``replay`` are extxyz files or lists of ASE Atoms with ``REF_energy`` (eV) and ``REF_forces`` (eV/Å)
+    (``REF_stress`` eV/Å³ optional); frames held in memory are written to ``out_dir/train.extxyz``,
+    ``valid.extxyz``, ``replay.extxyz`` first (calculator results are not labels: set the ``REF_*`` keys). Without
     ``valid`` a seeded ``valid_fraction`` of ``train`` is split off. Without ``replay``, ``fire`` and
     ``mace-multihead`` build pseudo-label replay (task frames strained/rattled, labelled by the foundation).
     For ``vanilla``/``scratch`` a given ``replay`` is only monitored (forgetting column of the log).
     Further options: the fields of :class:`firemlip.training.loop.FinetuneOptions` (``lr``, ``batch_size``,
     ``replay_weight``, ``replay_filter``, ``stage_two_start``, ``dtype``, ``e0s``, ``ema_decay``, ...).
 
-    Writes into ``out_dir``: ``<strategy>.model`` (or ``<name>.model``), ``log.csv``, ``loss_curve.png``,
-    ``checkpoints/last.pt``, ``manifest.json`` (with ``replay_type``: user | pseudo-label | monitor-only | none),
-    and ``replay_pseudo.extxyz`` when pseudo-label replay was built. ``resume=True`` continues after the last
-    checkpointed epoch.
+    Writes into ``out_dir`` (default None: a fresh temporary directory ``firemlip-finetune-*``, recorded in the
+    result; pass ``"finetune"`` for the former default): ``<strategy>.model`` (or ``<name>.model``), ``log.csv``,
+    ``loss_curve.png``, ``checkpoints/last.pt``, ``manifest.json`` (with ``replay_type``: user | pseudo-label |
+    monitor-only | none), and ``replay_pseudo.extxyz`` when pseudo-label replay was built. ``resume=True``
+    continues after the last checkpointed epoch.
+
+    The returned :class:`FinetuneResult` holds ``model_path``, ``history`` (per-epoch log), ``summary``,
+    ``out_dir`` and ``load()``; it is ``os.PathLike`` (the model's path), so code that used the returned ``Path``
+    keeps working.
     """
     from firemlip.foundation import load_model, model_info, resolve_foundation
     from firemlip.io import write_frames
@@ -114,8 +246,12 @@ def finetune(strategy: str, foundation: PathLike, train: PathLike, valid: PathLi
     options = FinetuneOptions.from_kwargs(replay_ratio=replay_ratio, epochs=epochs, **opts)
     if options.zbl and strategy == "mace-multihead":
         raise FiremlipError("finetune: --zbl is not available with mace-multihead (use fire, vanilla or scratch)")
-    out = Path(out_dir)
+    out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix="firemlip-finetune-"))
     out.mkdir(parents=True, exist_ok=True)
+    foundation, foundation_name = _foundation_path(foundation, out)
+    train = _as_path(train, out, "train.extxyz")
+    valid = _as_path(valid, out, "valid.extxyz")
+    replay = _as_path(replay, out, "replay.extxyz")
     foundation_path = resolve_foundation(foundation)
     model = load_model(foundation_path, device=device, dtype=options.dtype)
     info = model_info(model)
@@ -160,11 +296,12 @@ def finetune(strategy: str, foundation: PathLike, train: PathLike, valid: PathLi
             "strategy": strategy, "replay_type": data.replay_type,
             "replay_file": str(data.replay_path) if data.replay_path else None,
             "n_train": len(data.train), "n_valid": len(data.valid), "n_replay_pool": len(data.replay),
-            "foundation": {"path": str(foundation_path), "name": os.fspath(foundation),
+            "foundation": {"path": str(foundation_path), "name": foundation_name,
                            **{k: info[k] for k in ("elements", "r_max_A", "channels", "L", "heads", "parameters")}},
             "model": model_path.name, "summary": summary,
         }
-    return model_path
+    return FinetuneResult(model_path, read_history(out, strategy), dict(summary), out,
+                          {k: v for k, v in rec.extra.items() if k != "summary"})
 
 
 def strategies() -> Sequence[str]:
