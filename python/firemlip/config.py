@@ -29,29 +29,29 @@ from pydantic import (
 )
 
 from firemlip.errors import ConfigError, require_file
+from firemlip.options import (
+    ArrheniusOptions,
+    DiffusionOptions,
+    ExportOptions,
+    FinetuneOptions,
+    InterfaceOptions,
+    PerturbOptions,
+    SampleOptions,
+    SelectOptions,
+    format_validation_error,
+)
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class InterfaceConfig(_Strict):
-    """Build the input structure as an interface of two bulk files (thicknesses in layers, gaps in Å)."""
+class InterfaceConfig(InterfaceOptions):
+    """Build the input structure as an interface of two bulk files (:class:`firemlip.options.InterfaceOptions`:
+    thicknesses in layers, gaps in Å)."""
 
     substrate: str
     film: str
-    substrate_miller: tuple[int, int, int] = (1, 0, 0)
-    film_miller: tuple[int, int, int] = (1, 0, 0)
-    substrate_layers: PositiveInt = 2
-    film_layers: PositiveInt = 2
-    gap_A: float = Field(2.5, ge=0)
-    vacuum_A: float = Field(0.0, ge=0)
-    max_mismatch: PositiveFloat = 0.05
-    max_area_A2: PositiveFloat = 100.0
-    max_atoms: PositiveInt = 64
-    #: atoms removed from the middle of a slab, each ``SLAB:ELEMENT[:WYCKOFF]`` (e.g. ``substrate:Li:c``: a Li(2)
-    #: vacancy of Li3N); see :func:`firemlip.structures.make_vacancies`
-    vacancies: list[str] = Field(default_factory=list)
 
     @field_validator("vacancies")
     @classmethod
@@ -94,13 +94,10 @@ class FoundationConfig(_Strict):
     distill: DistillConfig | None = None
 
 
-class PerturbStage(_Strict):
+class PerturbStage(PerturbOptions):
+    """Rattled/strained copies of the structures (:class:`firemlip.options.PerturbOptions`)."""
+
     enabled: bool = True
-    n_configs: PositiveInt = 30
-    rattle: float = Field(0.05, ge=0, description="Gaussian displacement σ (Å)")
-    strain: float = Field(0.02, ge=0, description="max symmetric strain component")
-    min_dist_factor: PositiveFloat = 0.6
-    seed: int = 0
 
 
 class LabelStage(_Strict):
@@ -108,20 +105,32 @@ class LabelStage(_Strict):
     retry_failed: bool = False
 
 
-class FinetuneStage(_Strict):
-    """Fine-tuning (``prefit`` on the perturbed set, ``finetune`` on the selected set); epochs, lr per step."""
+class FinetuneStage(FinetuneOptions):
+    """Fine-tuning (``prefit`` on the perturbed set, ``finetune`` on the selected set): the fields of
+    :class:`firemlip.options.FinetuneOptions` (epochs, lr per step, …) plus the strategy, its baselines and the
+    replay file; ``options`` takes the same fields as a mapping (as written before they were top-level)."""
 
     enabled: bool = True
     strategy: Literal["fire", "vanilla", "scratch", "mace-multihead"] = "fire"
     baselines: list[Literal["vanilla", "scratch", "mace-multihead"]] = Field(default_factory=list)
-    epochs: PositiveInt = 50
     replay: str | None = None
-    replay_ratio: float = Field(1.0, ge=0)
-    batch_size: PositiveInt = 4
-    lr: PositiveFloat = 0.005
-    dtype: Literal["float64", "float32"] = "float64"
     seed: int = 0
     options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_options(self) -> FinetuneStage:
+        bad = sorted(set(self.options) - set(FinetuneOptions.model_fields))
+        if bad:
+            raise ValueError(f"options: unknown field(s) {', '.join(bad)}")
+        try:
+            FinetuneOptions.model_validate(self.training_options())
+        except ValidationError as exc:
+            raise ValueError(f"options: {format_validation_error(exc)}") from None
+        return self
+
+    def training_options(self) -> dict[str, Any]:
+        """The :class:`FinetuneOptions` fields of this stage, ``options`` applied on top (for ``finetune``)."""
+        return {**self.model_dump(include=set(FinetuneOptions.model_fields)), **self.options}
 
 
 class LabelSelectedStage(_Strict):
@@ -141,9 +150,8 @@ class EvaluateStage(_Strict):
     zero_shot: bool = True
 
 
-class ExportStage(_Strict):
+class ExportStage(ExportOptions):
     enabled: bool = True
-    dtype: Literal["float64", "float32"] = "float64"
 
 
 class DiffusionRun(_Strict):
@@ -175,43 +183,33 @@ class MDStage(_Strict):
     seed: int = 0
 
 
-class SampleStage(_Strict):
-    """MD sampling of the candidate pool (temperatures in K, timestep in fs)."""
+class SampleStage(SampleOptions):
+    """MD sampling of the candidate pool (:class:`firemlip.options.SampleOptions`: temperatures in K, time step in
+    fs) from the run's structures (``structures``: their indices; default all)."""
 
     enabled: bool = True
-    temperatures_K: list[PositiveFloat] = Field(default_factory=lambda: [300.0, 600.0, 900.0])
-    steps: PositiveInt = 1000
-    interval: PositiveInt = 10
-    timestep_fs: PositiveFloat = 1.0
-    engine: Literal["lammps", "ase"] = "lammps"
-    structures: list[int] | None = None  # indices of the run's structures to sample from (default: all)
-    dtype: Literal["float64", "float32"] = "float64"
-    workers: PositiveInt = 1
-    seed: int = 0
+    structures: list[int] | None = None
 
 
-class SelectStage(_Strict):
+class SelectStage(SelectOptions):
+    """Selection (:class:`firemlip.options.SelectOptions`, SOAP settings under ``soap``) of ``sizes`` frames; the
+    first size is labelled and split (train, valid, test) by ``label_selected``."""
+
     enabled: bool = True
     sizes: list[PositiveInt] = Field(default_factory=lambda: [500])
-    method: Literal["soap-kmeans", "random", "fps"] = "soap-kmeans"
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-    soap: dict[str, Any] = Field(default_factory=dict)
-    variance: float = Field(0.99, gt=0, le=1)  # PCA explained-variance target
-    max_components: PositiveInt = 100  # PCA component cap (selection.DEFAULT_MAX_COMPONENTS)
 
 
-class AnalyzeStage(_Strict):
-    """Analyses of the MD stage: diffusion (cm²/s), Arrhenius (eV), conductivity (S/cm), elastic (GPa)."""
+class AnalyzeStage(DiffusionOptions, ArrheniusOptions):
+    """Analyses of the MD stage: diffusion (cm²/s), Arrhenius (eV), conductivity (S/cm), elastic (GPa); the
+    fields of :class:`firemlip.options.DiffusionOptions` (drift reference, …) and
+    :class:`firemlip.options.ArrheniusOptions` (``target_T_K``, …) plus the species, its charge and an assumed
+    Haven ratio."""
 
     enabled: bool = True
     species: str = "Li"
     charge: float | None = None
     haven: float | None = None
-    target_T_K: PositiveFloat = 300.0
-    #: centre of mass removed from the displacements: the framework's (non-mobile atoms; the literature's and
-    #: kinisi's reference, falls back to system when there is none), the whole cell's, or none
-    drift: Literal["framework", "system", "none"] = "framework"
     #: mobile atoms analysed: all of ``species`` (None), or those initially in a region of the starting structure:
     #: ``substrate`` / ``film`` (a slab of the interface), ``z:LO:HI`` (Å along the stacking axis) or
     #: ``zf:LO:HI`` (fractional); the melt check then looks at that region (see firemlip.analysis.diffusion)
@@ -278,38 +276,6 @@ class RunConfig(_Strict):
         """A config path resolved against the config file's directory."""
         q = Path(os.path.expanduser(p))
         return q if q.is_absolute() else Path(self.base_dir) / q
-
-
-def _describe(err: dict[str, Any]) -> str:
-    t = err.get("type", "")
-    ctx = err.get("ctx", {}) or {}
-    got = err.get("input")
-    if t == "extra_forbidden":
-        return "unknown field"
-    if t == "missing":
-        return "required field is missing"
-    if t == "greater_than" and ctx.get("gt") == 0 and isinstance(got, int):
-        return f"expected a positive integer, got {got!r}"
-    if t == "greater_than":
-        return f"expected a number > {ctx.get('gt')}, got {got!r}"
-    if t == "greater_than_equal":
-        return f"expected a number >= {ctx.get('ge')}, got {got!r}"
-    if t in ("int_parsing", "int_type", "int_from_float"):
-        return f"expected an integer, got {got!r}"
-    if t in ("float_parsing", "float_type"):
-        return f"expected a number, got {got!r}"
-    if t == "literal_error":
-        return f"expected one of {ctx.get('expected')}, got {got!r}"
-    msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-    return f"{msg[0].lower() + msg[1:] if msg else msg}" + (f", got {got!r}" if t.endswith("_type") else "")
-
-
-def format_validation_error(exc: ValidationError) -> str:
-    """The first error of a pydantic ValidationError as ``dotted.path: what was expected, got X``."""
-    err = exc.errors()[0]
-    loc = ".".join(str(x) for x in err.get("loc", ())) or "(top level)"
-    more = len(exc.errors()) - 1
-    return f"{loc}: {_describe(err)}" + (f" (and {more} more error{'s' if more > 1 else ''})" if more else "")
 
 
 def load_config(path: str | os.PathLike[str]) -> RunConfig:

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import time
+import typing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -36,12 +37,15 @@ from ase import Atoms
 
 from firemlip.errors import FiremlipError, require_file
 from firemlip.io import elements_of, file_sha256, read_frames, structure_hash, write_frames
+from firemlip.options import GuardOptions, SampleOptions
 from firemlip.stability import StabilityGuard
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
-ENGINES = ("ase", "lammps")
-THERMOSTATS = ("langevin", "nose-hoover")
+#: the defaults of :func:`sample` (defined once, in :class:`firemlip.options.SampleOptions`)
+_SAMPLE = SampleOptions()
+ENGINES = typing.get_args(SampleOptions.model_fields["engine"].annotation)
+THERMOSTATS = typing.get_args(SampleOptions.model_fields["thermostat"].annotation)
 
 
 @dataclass(frozen=True)
@@ -308,13 +312,17 @@ def _execute(job: dict) -> dict:
 
 
 def sample(model: str | os.PathLike[str], structures: str | os.PathLike[str] | Atoms | Sequence[Any],
-           temperatures: Sequence[float], steps: int, interval: int, engine: str = "ase",
-           out_path: str | os.PathLike[str] = "pool.extxyz", timestep_fs: float = 1.0, seed: int = 0,
-           device: str = "cpu", workers: int = 1, thermostat: str = "langevin", friction_per_fs: float = 0.01,
-           ensemble: str = "nvt", pressure_GPa: float = 0.0, dtype: str = "float64",
+           temperatures: Sequence[float] = tuple(_SAMPLE.temperatures_K), steps: int = _SAMPLE.steps,
+           interval: int = _SAMPLE.interval, engine: str = _SAMPLE.engine,
+           out_path: str | os.PathLike[str] = "pool.extxyz", timestep_fs: float = _SAMPLE.timestep_fs,
+           seed: int = _SAMPLE.seed, device: str = "cpu", workers: int = _SAMPLE.workers,
+           thermostat: str = _SAMPLE.thermostat, friction_per_fs: float = _SAMPLE.friction_per_fs,
+           ensemble: str = _SAMPLE.ensemble, pressure_GPa: float = _SAMPLE.pressure_GPa, dtype: str = _SAMPLE.dtype,
            guard: StabilityGuard | dict | None = None, guard_every: int = 10, progress: bool = True,
            manifest: bool = True, resume: bool = True) -> Path:
     """Run MD with a MACE model at each temperature (K) from each structure and write the pool (extxyz).
+
+    Defaults: :class:`firemlip.options.SampleOptions`.
 
     ``steps`` MD steps of ``timestep_fs`` fs per job; a frame every ``interval`` steps (step 0 excluded).
     ``engine`` is ``ase`` or ``lammps``; ``thermostat`` ``langevin`` (friction in 1/fs) or ``nose-hoover``
@@ -477,14 +485,13 @@ def _load_part(parts: Path, job: dict) -> dict | None:
 
 # ----------------------------------------------------------------------------------------------------- CLI
 def _cli(args: argparse.Namespace) -> int:
-    guard = StabilityGuard(distance_factor=args.guard_distance_factor,
-                           max_energy_jump_eV_per_atom=args.guard_energy_jump,
-                           max_temperature_factor=args.guard_temperature_factor)
-    out = sample(args.model, args.structure, args.temperatures, args.steps, args.interval, engine=args.engine,
-                 out_path=args.output, timestep_fs=args.timestep_fs, seed=args.seed, device=args.device,
-                 workers=args.workers, thermostat=args.thermostat, friction_per_fs=args.friction_per_fs,
-                 ensemble=args.ensemble, pressure_GPa=args.pressure_GPa, dtype=args.dtype, guard=guard,
-                 progress=not args.quiet, resume=not args.no_resume)
+    from firemlip.options import options_from_args
+
+    o = options_from_args(SampleOptions, args, args.parser)
+    guard = StabilityGuard(**options_from_args(GuardOptions, args, args.parser).model_dump())
+    kw = o.model_dump()
+    out = sample(args.model, args.structure, kw.pop("temperatures_K"), out_path=args.output, device=args.device,
+                 guard=guard, progress=not args.quiet, resume=not args.no_resume, **kw)
     summ = json.loads((out.parent / f"{out.stem}.summary.json").read_text())
     print(f"{out}: {summ['frames']} frames from {len(summ['jobs'])} MD jobs"
           + (f"; {len(summ['stopped'])} stopped by the stability guard" if summ["stopped"] else ""))
@@ -495,34 +502,17 @@ def _cli(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``firemlip sample``."""
-    from firemlip.cli import nonneg_float, positive_int
+    """Add ``firemlip sample`` (options generated from :class:`SampleOptions` and :class:`GuardOptions`)."""
+    from firemlip.options import add_options
 
     p = subparsers.add_parser("sample", help="MD sampling of a candidate pool with a MACE model",
                               description="Run MD at several temperatures (K) and keep every K-th frame.")
     p.add_argument("model", help="MACE .model file")
     p.add_argument("structure", nargs="+", help="structure file(s) (any ASE format; all frames are used)")
-    p.add_argument("--temperatures", "-T", type=nonneg_float, nargs="+", default=[300.0, 600.0, 900.0],
-                   help="thermostat temperatures in K (default 300 600 900)")
-    p.add_argument("--steps", type=positive_int, default=10000, help="MD steps per temperature (default 10000)")
-    p.add_argument("--interval", type=positive_int, default=100, help="keep a frame every N steps (default 100)")
-    p.add_argument("--engine", choices=ENGINES, default="ase", help="MD engine (default ase)")
-    p.add_argument("--timestep-fs", type=nonneg_float, default=1.0, help="time step in fs (default 1.0)")
-    p.add_argument("--thermostat", choices=THERMOSTATS, default="langevin", help="ASE thermostat (default langevin)")
-    p.add_argument("--friction-per-fs", type=nonneg_float, default=0.01, help="Langevin friction, 1/fs")
-    p.add_argument("--ensemble", choices=("nvt", "npt"), default="nvt", help="nvt (default) or npt (ASE MTK)")
-    p.add_argument("--pressure-GPa", type=float, default=0.0, help="NPT pressure in GPa (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (velocities, thermostat)")
+    add_options(p, SampleOptions)
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="torch device (default cpu)")
-    p.add_argument("--dtype", default="float64", choices=("float32", "float64"), help="model precision")
-    p.add_argument("--workers", type=positive_int, default=1, help="parallel MD jobs (processes)")
-    p.add_argument("--guard-distance-factor", type=nonneg_float, default=0.5,
-                   help="stop when a pair is closer than this × sum of covalent radii (default 0.5)")
-    p.add_argument("--guard-energy-jump", type=nonneg_float, default=1.0,
-                   help="stop when E_pot changes by more than this many eV/atom between checks (default 1)")
-    p.add_argument("--guard-temperature-factor", type=nonneg_float, default=3.0,
-                   help="stop when T exceeds this × target (default 3)")
+    add_options(p, GuardOptions)
     p.add_argument("--no-resume", action="store_true", help="ignore cached finished jobs in <pool>.parts/")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", default="pool.extxyz", help="output pool (extxyz, default pool.extxyz)")
-    p.set_defaults(func=_cli)
+    p.set_defaults(func=_cli, parser=p)

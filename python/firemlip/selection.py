@@ -28,8 +28,9 @@ import json
 import os
 import sys
 import time
+import typing
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,34 +39,15 @@ from ase import Atoms
 
 from firemlip.errors import FiremlipError
 from firemlip.io import elements_of, read_frames, structure_hash, write_frames
+from firemlip.options import SelectOptions, SoapOptions
 
-METHODS = ("soap-kmeans", "random", "fps")
+#: the defaults of :func:`select` (defined once, in :class:`firemlip.options.SelectOptions`)
+_SEL = SelectOptions()
+METHODS = typing.get_args(SelectOptions.model_fields["method"].annotation)
 #: PCA component cap. 50 stopped a 2960-frame LGPS-like pool at 0.776 of the variance (target 0.99); K-means cost
 #: grows linearly with the components, so the cap stays finite and the summary warns when it binds.
-DEFAULT_MAX_COMPONENTS = 100
-AVERAGES = ("inner", "species")
-
-
-@dataclass(frozen=True)
-class SoapOptions:
-    """SOAP settings: cut-off ``r_cut`` (Å), radial ``n_max``, angular ``l_max``, Gaussian ``sigma`` (Å),
-    ``average`` ``inner`` (one averaged spectrum per frame) or ``species`` (per-species averages, concatenated);
-    ``n_jobs`` worker processes and ``chunk_size`` frames per dscribe call (bounds memory)."""
-
-    r_cut: float = 5.0
-    n_max: int = 8
-    l_max: int = 6
-    sigma: float = 0.5
-    average: str = "inner"
-    n_jobs: int = 1
-    chunk_size: int = 1000
-
-    def key_params(self) -> dict:
-        """The parameters that change the descriptor values (not n_jobs/chunk_size)."""
-        d = asdict(self)
-        d.pop("n_jobs")
-        d.pop("chunk_size")
-        return d
+DEFAULT_MAX_COMPONENTS = _SEL.max_components
+AVERAGES = typing.get_args(SoapOptions.model_fields["average"].annotation)
 
 
 # ------------------------------------------------------------------------------------------------ descriptors
@@ -97,7 +79,7 @@ def compute_soap(frames: Sequence[Atoms], species: Sequence[str], opts: SoapOpti
     X = np.zeros((len(frames), width), dtype=np.float32)
     periodic = np.array([bool(np.all(a.pbc)) and a.cell.rank == 3 for a in frames])
     chunk = max(1, int(opts.chunk_size))
-    n_jobs = max(1, int(opts.n_jobs))
+    n_jobs = opts.jobs()
     for start in tqdm(range(0, len(frames), chunk), desc="SOAP", unit="chunk", disable=not progress):
         stop = min(start + chunk, len(frames))
         for per in (True, False):
@@ -215,12 +197,12 @@ def compute_soap_file(path: str | os.PathLike[str], offsets: np.ndarray, species
 
     opts = opts or SoapOptions()
     n = len(offsets) - 1
-    n_jobs = max(1, int(opts.n_jobs))
+    n_jobs = opts.jobs()
     chunk = max(1, min(int(opts.chunk_size), -(-n // (4 * n_jobs))))
     starts = list(range(0, n, chunk))
     width = None
     X: np.ndarray | None = None
-    args = [(os.fspath(path), int(offsets[s]), int(offsets[min(s + chunk, n)]), list(species), asdict(opts))
+    args = [(os.fspath(path), int(offsets[s]), int(offsets[min(s + chunk, n)]), list(species), opts.model_dump())
             for s in starts]
     bar = tqdm(total=n, desc="SOAP", unit="frame", disable=not progress)
 
@@ -308,7 +290,7 @@ class PcaResult:
                 "explained_variance_ratio": self.explained_variance_ratio}
 
 
-def reduce_pca(X: np.ndarray, variance: float = 0.99, max_components: int = DEFAULT_MAX_COMPONENTS,
+def reduce_pca(X: np.ndarray, variance: float = _SEL.variance, max_components: int = _SEL.max_components,
                seed: int = 0) -> PcaResult:
     """Standardise the features, then PCA to the fewest components reaching ``variance`` (≤ ``max_components``)."""
     from sklearn.decomposition import PCA
@@ -356,7 +338,7 @@ def nearest_to_centroids(Z: np.ndarray, labels: np.ndarray, centers: np.ndarray)
     return chosen
 
 
-def kmeans_select(Z: np.ndarray, n: int, seed: int = 0, minibatch_threshold: int = 10000
+def kmeans_select(Z: np.ndarray, n: int, seed: int = 0, minibatch_threshold: int = _SEL.minibatch_threshold
                   ) -> tuple[np.ndarray, np.ndarray]:
     """K-means with k = ``n`` on ``Z``; returns (selected indices, cluster label of every frame).
 
@@ -519,7 +501,7 @@ def _load_pool(pool: str | os.PathLike[str] | Sequence[Atoms]) -> _Pool:
                  lambda sp, o, pr: compute_soap(frames, sp, o, pr))
 
 
-def choose(Z: np.ndarray, n: int, method: str, seed: int = 0, minibatch_threshold: int = 10000
+def choose(Z: np.ndarray, n: int, method: str, seed: int = 0, minibatch_threshold: int = _SEL.minibatch_threshold
            ) -> tuple[np.ndarray, np.ndarray | None]:
     """Pick ``n`` frames of ``Z`` by ``method``; returns (indices, K-means labels or None)."""
     if method == "soap-kmeans":
@@ -531,10 +513,11 @@ def choose(Z: np.ndarray, n: int, method: str, seed: int = 0, minibatch_threshol
     raise FiremlipError(f"select: method must be one of {', '.join(METHODS)}, got {method!r}")
 
 
-def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence[int], method: str = "soap-kmeans",
-           seed: int = 0, out_dir: str | os.PathLike[str] | None = None, species: Sequence[str] | None = None,
-           split: Sequence[float] | None = None, variance: float = 0.99, max_components: int = DEFAULT_MAX_COMPONENTS,
-           minibatch_threshold: int = 10000, progress: bool = True, manifest: bool = True,
+def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence[int], method: str = _SEL.method,
+           seed: int = _SEL.seed, out_dir: str | os.PathLike[str] | None = None, species: Sequence[str] | None = None,
+           split: Sequence[float] | None = None, variance: float = _SEL.variance,
+           max_components: int = _SEL.max_components, minibatch_threshold: int = _SEL.minibatch_threshold,
+           progress: bool = True, manifest: bool = True,
            **soap_opts: Any) -> Selection:
     """Select ``sizes`` frames from ``pool`` (extxyz path or Atoms list) and write ``out_dir/n<size>/``.
 
@@ -553,10 +536,10 @@ def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence
     t_start = time.time()
     if method not in METHODS:
         raise FiremlipError(f"select: method must be one of {', '.join(METHODS)}, got {method!r}")
-    bad = set(soap_opts) - set(SoapOptions.__dataclass_fields__)
+    bad = set(soap_opts) - set(SoapOptions.model_fields)
     if bad:
         raise FiremlipError(f"select: unknown SOAP option(s) {', '.join(sorted(bad))}")
-    opts = SoapOptions(**soap_opts)
+    opts = SoapOptions.build(**soap_opts)
     if opts.r_cut <= 0 or opts.n_max < 1 or opts.l_max < 0 or opts.sigma <= 0:
         raise FiremlipError(f"select: invalid SOAP options {opts.key_params()}")
     sizes = [int(sizes)] if isinstance(sizes, (int, np.integer)) else [int(s) for s in sizes]
@@ -726,11 +709,12 @@ class Selection(dict):
 
 # ------------------------------------------------------------------------------------------------------- CLI
 def _cli(args: argparse.Namespace) -> int:
-    summary = select(args.pool, args.n, method=args.method, seed=args.seed, out_dir=args.output,
-                     species=args.species, split=args.split, variance=args.variance,
-                     max_components=args.max_components, progress=not args.quiet,
-                     r_cut=args.r_cut, n_max=args.n_max, l_max=args.l_max, sigma=args.sigma, average=args.average,
-                     n_jobs=args.n_jobs, chunk_size=args.chunk_size)
+    from firemlip.options import options_from_args
+
+    o = options_from_args(SelectOptions, args, args.parser)
+    summary = select(args.pool, args.n, method=o.method, seed=o.seed, out_dir=args.output, species=args.species,
+                     split=args.split, variance=o.variance, max_components=o.max_components,
+                     minibatch_threshold=o.minibatch_threshold, progress=not args.quiet, **o.soap.model_dump())
     pca = summary["pca"]
     print(f"{summary['pool']}: {summary['pool_frames']} frames; PCA {pca['n_components']} components "
           f"({pca['variance_reached']:.3f} of variance); descriptors "
@@ -749,30 +733,17 @@ def _cli(args: argparse.Namespace) -> int:
 def register_cli(subparsers: argparse._SubParsersAction) -> None:
     """Add ``firemlip select``."""
     from firemlip.cli import nonneg_float, positive_int
+    from firemlip.options import add_options
 
     p = subparsers.add_parser("select", help="select a diverse subset of a pool (SOAP → PCA → K-means)",
                               description="Select frames from a pool; writes DIR/n<size>/ per requested size.")
     p.add_argument("pool", help="pool of candidate frames (extxyz)")
     p.add_argument("-n", type=positive_int, action="append", required=True,
                    help="number of frames to select (repeat for several sizes; descriptors are reused)")
-    p.add_argument("--method", choices=METHODS, default="soap-kmeans", help="selection method (default soap-kmeans)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--split", type=nonneg_float, nargs=3, metavar=("TRAIN", "VALID", "TEST"),
                    help="also split each selection, stratified by cluster (e.g. 0.8 0.1 0.1)")
     p.add_argument("--species", nargs="+", help="SOAP species list (default: the pool's species)")
-    p.add_argument("--r-cut", type=nonneg_float, default=5.0, help="SOAP cut-off in Å (default 5.0)")
-    p.add_argument("--n-max", type=positive_int, default=8, help="SOAP radial basis size (default 8)")
-    p.add_argument("--l-max", type=int, default=6, help="SOAP maximum angular degree (default 6)")
-    p.add_argument("--sigma", type=nonneg_float, default=0.5, help="SOAP Gaussian width in Å (default 0.5)")
-    p.add_argument("--average", choices=AVERAGES, default="inner",
-                   help="inner: one averaged SOAP per frame; species: per-species averages concatenated")
-    p.add_argument("--variance", type=float, default=0.99, help="PCA explained-variance target (default 0.99)")
-    p.add_argument("--max-components", type=positive_int, default=DEFAULT_MAX_COMPONENTS,
-                   help=f"PCA component cap (default {DEFAULT_MAX_COMPONENTS}); the summary warns when the cap "
-                        f"stops PCA before the --variance target")
-    p.add_argument("--n-jobs", type=positive_int, default=os.cpu_count() or 1,
-                   help="processes for SOAP (default: all cores)")
-    p.add_argument("--chunk-size", type=positive_int, default=1000, help="frames per SOAP chunk (default 1000)")
+    add_options(p, SelectOptions)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", required=True, help="output directory")
-    p.set_defaults(func=_cli)
+    p.set_defaults(func=_cli, parser=p)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from ase import Atoms
 
+from firemlip.options import GuardOptions
+
 
 @dataclass(frozen=True)
 class StabilityEvent:
@@ -89,6 +91,10 @@ def _vector_thresholds(sym: np.ndarray, i: np.ndarray, j: np.ndarray,
     return table[codes[i], codes[j]]
 
 
+#: the guard's defaults (defined once, in :class:`firemlip.options.GuardOptions`)
+_GUARD = GuardOptions()
+
+
 @dataclass
 class StabilityGuard:
     """Checks MD frames for collapse, energy jumps and temperature runaway.
@@ -104,12 +110,12 @@ class StabilityGuard:
     The guard is stateful only in the previous energy; call :meth:`reset` before a new trajectory.
     """
 
-    distance_factor: float = 0.5
-    distance_floor: float = 0.5
+    distance_factor: float = _GUARD.distance_factor
+    distance_floor: float = _GUARD.distance_floor
     distance_overrides: dict[str, float] = field(default_factory=dict)
-    max_energy_jump_eV_per_atom: float = 1.0
-    max_temperature_factor: float = 3.0
-    max_temperature_margin_K: float = 500.0
+    max_energy_jump_eV_per_atom: float = _GUARD.max_energy_jump_eV_per_atom
+    max_temperature_factor: float = _GUARD.max_temperature_factor
+    max_temperature_margin_K: float = _GUARD.max_temperature_margin_K
     _last_energy_per_atom: float | None = field(default=None, init=False, repr=False)
 
     def reset(self) -> None:

@@ -19,9 +19,12 @@ from ase.data import atomic_numbers, covalent_radii
 
 from firemlip.errors import FiremlipError
 from firemlip.io import read_frames, write_frames
+from firemlip.options import InterfaceOptions, PerturbOptions, add_options, options_from_args
 
 #: Minimum allowed distance between two atoms, as a fraction of the sum of their covalent radii.
-DEFAULT_MIN_DIST_FACTOR = 0.6
+#: defaults defined once, in :mod:`firemlip.options`
+_PERTURB, _IFACE = PerturbOptions(), InterfaceOptions()
+DEFAULT_MIN_DIST_FACTOR = _PERTURB.min_dist_factor
 
 
 def read_structures(paths: Sequence[str], index: str = ":") -> list[Atoms]:
@@ -59,7 +62,8 @@ def too_close(atoms: Atoms, factor: float = DEFAULT_MIN_DIST_FACTOR) -> tuple[bo
     return r < 1.0, r
 
 
-def perturb(atoms: Atoms, n: int, rattle: float = 0.05, strain: float = 0.02, seed: int = 0,
+def perturb(atoms: Atoms, n: int = _PERTURB.n_configs, rattle: float = _PERTURB.rattle,
+            strain: float = _PERTURB.strain, seed: int = _PERTURB.seed,
             min_dist_factor: float = DEFAULT_MIN_DIST_FACTOR, max_redraws: int = 1000) -> tuple[list[Atoms], int]:
     """``n`` perturbed copies of ``atoms``.
 
@@ -168,11 +172,12 @@ def make_vacancies(atoms: Atoms, vacancies: Sequence[str]) -> tuple[Atoms, list[
     return out, removed
 
 
-def build_interface(substrate: Atoms, film: Atoms, substrate_miller: tuple[int, int, int],
-                    film_miller: tuple[int, int, int], substrate_layers: int = 2, film_layers: int = 2,
-                    gap_A: float = 2.5, vacuum_A: float = 0.0, max_mismatch: float = 0.05,
-                    max_area_A2: float = 100.0, max_atoms: int = 64,
-                    vacancies: Sequence[str] = ()) -> tuple[Atoms, InterfaceReport]:
+def build_interface(substrate: Atoms, film: Atoms, substrate_miller: tuple[int, int, int] = _IFACE.substrate_miller,
+                    film_miller: tuple[int, int, int] = _IFACE.film_miller,
+                    substrate_layers: int = _IFACE.substrate_layers, film_layers: int = _IFACE.film_layers,
+                    gap_A: float = _IFACE.gap_A, vacuum_A: float = _IFACE.vacuum_A,
+                    max_mismatch: float = _IFACE.max_mismatch, max_area_A2: float = _IFACE.max_area_A2,
+                    max_atoms: int = _IFACE.max_atoms, vacancies: Sequence[str] = ()) -> tuple[Atoms, InterfaceReport]:
     """Stack a film slab on a substrate slab along z with pymatgen's coherent interface builder.
 
     In-plane supercells are chosen by Zur–McGill lattice matching with length tolerance ``max_mismatch``
@@ -230,11 +235,12 @@ def build_interface(substrate: Atoms, film: Atoms, substrate_miller: tuple[int, 
 
 # ---------------------------------------------------------------------------------------------- CLI
 def _cmd_perturb(args: argparse.Namespace) -> int:
+    o = options_from_args(PerturbOptions, args, args.parser)
     frames = read_structures([args.structure])
     out: list[Atoms] = []
     total_redraws = 0
     for k, a in enumerate(frames):
-        f, r = perturb(a, args.n, args.rattle, args.strain, args.seed + k, args.min_dist_factor)
+        f, r = perturb(a, o.n_configs, o.rattle, o.strain, o.seed + k, o.min_dist_factor)
         out.extend(f)
         total_redraws += r
     write_frames(args.output, out)
@@ -242,23 +248,10 @@ def _cmd_perturb(args: argparse.Namespace) -> int:
     return 0
 
 
-def _miller(text: str) -> tuple[int, int, int]:
-    digits = text.replace(",", " ").split() if ("," in text or " " in text) else list(text)
-    try:
-        m = tuple(int(x) for x in digits)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected Miller indices like 100 or 1,1,0, got {text!r}") from None
-    if len(m) != 3:
-        raise argparse.ArgumentTypeError(f"expected three Miller indices, got {text!r}")
-    return m  # type: ignore[return-value]
-
-
 def _cmd_interface(args: argparse.Namespace) -> int:
     sub = read_structures([args.substrate], index="0")[0]
     film = read_structures([args.film], index="0")[0]
-    atoms, rep = build_interface(sub, film, args.substrate_miller, args.film_miller, args.substrate_layers,
-                                 args.film_layers, args.gap, args.vacuum, args.max_mismatch, args.max_area,
-                                 args.max_atoms, args.vacancy)
+    atoms, rep = build_interface(sub, film, **options_from_args(InterfaceOptions, args, args.parser).model_dump())
     write_frames(args.output, [atoms])
     from firemlip.workflow.manifest import write_json
 
@@ -271,33 +264,16 @@ def _cmd_interface(args: argparse.Namespace) -> int:
 
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
-    from firemlip.cli import nonneg_float, positive_int
 
     p = sub.add_parser("perturb", help="rattled and strained copies of a structure")
     p.add_argument("structure", help="CIF, POSCAR, extxyz or LAMMPS data file")
-    p.add_argument("-n", type=positive_int, default=30, help="copies per input frame (default 30)")
-    p.add_argument("--rattle", type=nonneg_float, default=0.05, help="Gaussian displacement σ in Å")
-    p.add_argument("--strain", type=nonneg_float, default=0.02, help="max symmetric strain component")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--min-dist-factor", type=nonneg_float, default=DEFAULT_MIN_DIST_FACTOR,
-                   help="redraw frames with a pair closer than this × sum of covalent radii")
+    add_options(p, PerturbOptions)
     p.add_argument("-o", "--output", required=True)
-    p.set_defaults(func=_cmd_perturb)
+    p.set_defaults(func=_cmd_perturb, parser=p)
 
     q = sub.add_parser("interface", help="stack two bulk structures into a lattice-matched interface")
     q.add_argument("substrate")
     q.add_argument("film")
-    q.add_argument("--substrate-miller", type=_miller, default=(1, 0, 0))
-    q.add_argument("--film-miller", type=_miller, default=(1, 0, 0))
-    q.add_argument("--substrate-layers", type=positive_int, default=2)
-    q.add_argument("--film-layers", type=positive_int, default=2)
-    q.add_argument("--gap", type=nonneg_float, default=2.5, help="gap between slabs in Å")
-    q.add_argument("--vacuum", type=nonneg_float, default=0.0, help="vacuum above the film in Å")
-    q.add_argument("--max-mismatch", type=nonneg_float, default=0.05, help="lattice mismatch tolerance")
-    q.add_argument("--max-area", type=nonneg_float, default=100.0, help="max interface area in Å²")
-    q.add_argument("--max-atoms", type=positive_int, default=64)
-    q.add_argument("--vacancy", action="append", default=[], metavar="SLAB:ELEMENT[:WYCKOFF]",
-                   help="remove the ELEMENT atom (on bulk Wyckoff site WYCKOFF) nearest the middle of the substrate "
-                        "or film slab, e.g. substrate:Li:c; repeatable")
+    add_options(q, InterfaceOptions)
     q.add_argument("-o", "--output", required=True)
-    q.set_defaults(func=_cmd_interface)
+    q.set_defaults(func=_cmd_interface, parser=q)

@@ -25,6 +25,8 @@ import argparse
 import json
 from typing import Any
 
+from firemlip.options import ArrheniusOptions, DiffusionOptions, add_options, options_from_args
+
 __all__ = ["register_cli"]
 
 
@@ -44,12 +46,11 @@ def _warn_invalid(res: dict[str, Any], what: str) -> None:
 def _diffusion(args: argparse.Namespace) -> int:
     from firemlip.analysis.diffusion import analyze_diffusion
 
+    opts = options_from_args(DiffusionOptions, args, args.parser)
     res = analyze_diffusion(args.dumps, args.species, args.temperature, args.timestep_fs, args.out,
-                            elements=args.elements, drift=args.drift, end_fraction=args.end_fraction,
-                            window_fs=tuple(args.window_fs) if args.window_fs else None,
-                            n_bootstrap=args.bootstrap, n_blocks=args.blocks, charge=args.charge,
-                            haven=args.haven, haven_max_rel_err=args.haven_max_rel_err, reference=args.reference,
-                            check_structure=not args.no_structure_check, region=args.region, seed=args.seed)
+                            elements=args.elements, window_fs=tuple(args.window_fs) if args.window_fs else None,
+                            charge=args.charge, haven=args.haven, reference=args.reference,
+                            check_structure=not args.no_structure_check, region=args.region, **opts.model_dump())
     _print(res, ("species", "temperature_K", "drift_correction", "diffusivity_cm2_s", "diffusivity_err_cm2_s",
                  "fit_window_fs", "loglog_exponent", "diffusive", "charge_diffusivity_cm2_s",
                  "charge_diffusivity_err_cm2_s", "haven_ratio", "haven_ratio_err", "haven_source",
@@ -64,8 +65,8 @@ def _diffusion(args: argparse.Namespace) -> int:
 def _arrhenius(args: argparse.Namespace) -> int:
     from firemlip.analysis.arrhenius import analyze_arrhenius
 
-    res = analyze_arrhenius(args.results, args.out, target_T_K=args.target_temperature,
-                            confidence=args.confidence, haven=args.haven, charge=args.charge)
+    opts = options_from_args(ArrheniusOptions, args, args.parser)
+    res = analyze_arrhenius(args.results, args.out, haven=args.haven, charge=args.charge, **opts.model_dump())
     _print(res, ("species", "activation_energy_eV", "activation_energy_err_eV", "target_temperature_K",
                  "diffusivity_target_cm2_s", "diffusivity_target_band_cm2_s", "sigma_tracer_target_S_cm",
                  "sigma_charge_target_S_cm", "haven_source", "n_excluded", "valid", "invalid_reasons"))
@@ -142,7 +143,6 @@ def _structure(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers: Any) -> None:
     """Add ``firemlip analyze <kind>`` with nested sub-commands."""
-    from firemlip.analysis.diffusion import DEFAULT_DRIFT, DRIFT_CHOICES, HAVEN_MAX_REL_ERR
     from firemlip.cli import OneLineParser, key_value, nonneg_float, positive_int
 
     p = subparsers.add_parser("analyze", help="analyse LAMMPS runs and measurements (D, Ea, σ, C_ij, scaling, …)",
@@ -163,23 +163,11 @@ def register_cli(subparsers: Any) -> None:
     d.add_argument("--timestep-fs", type=pos_float, required=True, help="MD time step (fs)")
     d.add_argument("-o", "--out", default="analysis_diffusion", help="output directory")
     d.add_argument("--elements", nargs="+", help="symbols of LAMMPS types 1, 2, … when the dump lacks 'element'")
-    d.add_argument("--drift", choices=DRIFT_CHOICES, default=DEFAULT_DRIFT,
-                   help="centre of mass removed per frame (default: %(default)s = the non-mobile atoms, as in the "
-                        "literature and kinisi; 'system' removes the whole cell's, which also cancels part of the "
-                        "mobile ions' collective motion and biases the charge MSD and Haven ratio; with no "
-                        "framework atoms 'system' is used and recorded)")
-    d.add_argument("--end-fraction", type=pos_float, default=0.5, help="fit window ends at this fraction of the run")
     d.add_argument("--window-fs", type=nonneg_float, nargs=2, metavar=("T0", "T1"), help="fixed fit window (fs)")
-    d.add_argument("--bootstrap", type=positive_int, default=200, help="bootstrap resamples over atoms")
-    d.add_argument("--blocks", type=positive_int, default=10,
-                   help="blocks of time origins for the charge-MSD error (the fit window is cut to a lag of at "
-                        "most run/(2×blocks+1))")
+    add_options(d, DiffusionOptions)
     d.add_argument("--charge", type=float, help="ion charge in e (default: formal charge of the species)")
     d.add_argument("--haven", type=pos_float, help="Haven ratio to assume when the charge MSD is too noisy "
                                                    "(reported as 'assumed (user value)')")
-    d.add_argument("--haven-max-rel-err", type=pos_float, default=HAVEN_MAX_REL_ERR,
-                   help="largest relative error of D_sigma for which H_R is reported (default %(default)s); above "
-                        "it H_R is null and the run length needed is estimated")
     d.add_argument("--reference", help="structure file of the starting crystal for the melting check of the final "
                                        "frames (default: the first frame)")
     d.add_argument("--region", help="analyse only the mobile atoms initially in a region of the --reference "
@@ -188,17 +176,15 @@ def register_cli(subparsers: Any) -> None:
                                     "region's volume and the melting check its framework")
     d.add_argument("--no-structure-check", action="store_true",
                    help="skip the pyscal3 melting/collapse check of the final frames")
-    d.add_argument("--seed", type=int, default=0)
-    d.set_defaults(func=_diffusion)
+    d.set_defaults(func=_diffusion, parser=d)
 
     a = sub.add_parser("arrhenius", help="ln D vs 1/T → Ea (eV), D and σ at a target T with a band")
     a.add_argument("results", nargs="+", help="diffusion.json files at different temperatures")
     a.add_argument("-o", "--out", default="analysis_arrhenius")
-    a.add_argument("--target-temperature", type=pos_float, default=300.0, help="extrapolation temperature (K)")
-    a.add_argument("--confidence", type=pos_float, default=0.95)
+    add_options(a, ArrheniusOptions)
     a.add_argument("--haven", type=pos_float, help="Haven ratio to assume when none was computed")
     a.add_argument("--charge", type=float, help="ion charge in e")
-    a.set_defaults(func=_arrhenius)
+    a.set_defaults(func=_arrhenius, parser=a)
 
     c = sub.add_parser("conductivity", help="Nernst–Einstein σ (S/cm), tracer- and charge-based")
     c.add_argument("diffusion_json")

@@ -31,14 +31,17 @@ from firemlip.analysis._common import (
     write_result,
 )
 from firemlip.errors import FiremlipError
+from firemlip.options import ArrheniusOptions
 
 #: An Arrhenius fit over fewer diffusive temperatures than this is reported but marked invalid.
+#: the defaults of the fit (defined once, in :class:`firemlip.options.ArrheniusOptions`)
+_A = ArrheniusOptions()
 MIN_ARRHENIUS_TEMPERATURES = 3
 
 
 def arrhenius_fit(temperatures_K: Sequence[float], diffusivities_cm2_s: Sequence[float],
-                  errors_cm2_s: Sequence[float] | None = None, target_T_K: float = 300.0,
-                  confidence: float = 0.95) -> dict[str, Any]:
+                  errors_cm2_s: Sequence[float] | None = None, target_T_K: float = _A.target_T_K,
+                  confidence: float = _A.confidence) -> dict[str, Any]:
     """Fit ln D vs 1/T; return Ea (eV) ± 1σ, D0 (cm²/s), and D at ``target_T_K`` with a confidence band.
 
     With errors, two temperatures suffice (the error bars alone fix the uncertainty); without, at least three.
@@ -140,8 +143,8 @@ def arrhenius_validity(res: dict[str, Any]) -> list[str]:
 
 
 def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]], out_dir: str | os.PathLike[str],
-                      *, target_T_K: float = 300.0, confidence: float = 0.95, haven: float | None = None,
-                      charge: float | None = None) -> dict[str, Any]:
+                      *, target_T_K: float = _A.target_T_K, confidence: float = _A.confidence,
+                      haven: float | None = None, charge: float | None = None) -> dict[str, Any]:
     """Arrhenius stage over ``diffusion.json`` results (paths or dicts) of one species at several T.
 
     Writes ``arrhenius.json`` and ``arrhenius.png``. Results that are invalid (non-diffusive, D ≤ 0, melted, …)

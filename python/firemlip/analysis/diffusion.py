@@ -37,6 +37,7 @@ Units: positions in Å, time in fs, D in cm²/s (1 Å²/fs = 0.1 cm²/s), volume
 from __future__ import annotations
 
 import os
+import typing
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -54,17 +55,20 @@ from firemlip.analysis._common import (
     write_result,
 )
 from firemlip.errors import FiremlipError, require_file
+from firemlip.options import DiffusionOptions
 
 MIN_FRAMES = 20
 MIN_FIT_POINTS = 5
 #: The MSD counts as diffusive when its log–log slope in the fit window lies in this range.
 DIFFUSIVE_SLOPE_MIN = 0.8
 DIFFUSIVE_SLOPE_MAX = 1.2
+#: the defaults of the analysis (defined once, in :class:`firemlip.options.DiffusionOptions`)
+_D = DiffusionOptions()
 #: Above this relative (1-σ) error of the charge diffusivity D_σ the Haven ratio is not reported.
-HAVEN_MAX_REL_ERR = 0.5
+HAVEN_MAX_REL_ERR = _D.haven_max_rel_err
 #: Default drift reference: the framework's centre of mass (see the module docstring).
-DEFAULT_DRIFT = "framework"
-DRIFT_CHOICES = ("framework", "system", "none")
+DEFAULT_DRIFT = _D.drift
+DRIFT_CHOICES = typing.get_args(DiffusionOptions.model_fields["drift"].annotation)
 #: Lags used (at most) in the charge-MSD fit and its block analysis.
 CHARGE_MAX_LAGS = 200
 #: Fewest atoms outside a region for its separate melt check (``structure_check_outside``).
@@ -292,7 +296,8 @@ def _loglog_slope(t: np.ndarray, y: np.ndarray) -> float:
     return float(np.polyfit(np.log(t[ok]), np.log(y[ok]), 1)[0])
 
 
-def choose_fit_window(t_fs: np.ndarray, msd: np.ndarray, end_fraction: float = 0.5, tolerance: float = 0.15,
+def choose_fit_window(t_fs: np.ndarray, msd: np.ndarray, end_fraction: float = _D.end_fraction,
+                      tolerance: float = _D.tolerance,
                       ) -> tuple[int, int, float, bool]:
     """Pick the diffusive window [i0, i1] (lag indices) of an MSD curve.
 
@@ -442,9 +447,9 @@ def select_region(spec: str, traj: Trajectory, reference: Any = None) -> dict[st
     return out
 
 
-def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fraction: float = 0.5,
-                     tolerance: float = 0.15, window_fs: tuple[float, float] | None = None,
-                     n_bootstrap: int = 200, seed: int = 0) -> dict[str, Any]:
+def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fraction: float = _D.end_fraction,
+                     tolerance: float = _D.tolerance, window_fs: tuple[float, float] | None = None,
+                     n_bootstrap: int = _D.n_bootstrap, seed: int = _D.seed) -> dict[str, Any]:
     """Tracer diffusivity of a set of atoms. ``positions``: (T, N, 3) unwrapped, drift-corrected, Å.
 
     Returns a dict with ``t_fs``, ``msd_A2`` (T, total) and ``msd_dir_A2`` (T, 3), the fit (``fit``:
@@ -495,7 +500,7 @@ def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fra
 
 
 def charge_diffusion(positions: np.ndarray, frame_interval_fs: float, window_fs: tuple[float, float],
-                     n_blocks: int = 10, max_rel_err: float = HAVEN_MAX_REL_ERR,
+                     n_blocks: int = _D.n_blocks, max_rel_err: float = HAVEN_MAX_REL_ERR,
                      max_lags: int = CHARGE_MAX_LAGS) -> dict[str, Any]:
     """Charge (collective) diffusivity D_σ = ⟨|Σ_i Δr_i|²⟩/(6 N t) of N like ions, in cm²/s, with a 1-σ error.
 
@@ -668,12 +673,13 @@ def diffusion_validity(result: dict[str, Any]) -> list[str]:
 # ----------------------------------------------------------------------------------------------------- stage
 def analyze_diffusion(dumps: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], species: str,
                       temperature_K: float, timestep_fs: float, out_dir: str | os.PathLike[str], *,
-                      elements: Sequence[str] | None = None, drift: str = DEFAULT_DRIFT, end_fraction: float = 0.5,
-                      tolerance: float = 0.15, window_fs: tuple[float, float] | None = None,
-                      n_bootstrap: int = 200, n_blocks: int = 10, charge: float | None = None,
+                      elements: Sequence[str] | None = None, drift: str = _D.drift,
+                      end_fraction: float = _D.end_fraction, tolerance: float = _D.tolerance,
+                      window_fs: tuple[float, float] | None = None, n_bootstrap: int = _D.n_bootstrap,
+                      n_blocks: int = _D.n_blocks, charge: float | None = None,
                       haven: float | None = None, haven_max_rel_err: float = HAVEN_MAX_REL_ERR,
                       reference: Any = None, check_structure: bool = True, region: str | None = None,
-                      seed: int = 0) -> dict[str, Any]:
+                      seed: int = _D.seed) -> dict[str, Any]:
     """Diffusion analysis of LAMMPS dumps; writes ``diffusion.json`` and ``msd.png`` in ``out_dir``.
 
     species: the mobile element; temperature_K: the run's temperature (K); timestep_fs: the MD time step (fs),
@@ -758,11 +764,12 @@ def _write(result: dict[str, Any], tr: dict[str, Any], ch: dict[str, Any], out: 
 
 
 def _analyze(traj: Trajectory, species: str, temperature_K: float, timestep_fs: float, *,
-             drift: str = DEFAULT_DRIFT, end_fraction: float = 0.5, tolerance: float = 0.15,
-             window_fs: tuple[float, float] | None = None, n_bootstrap: int = 200, n_blocks: int = 10,
+             drift: str = _D.drift, end_fraction: float = _D.end_fraction, tolerance: float = _D.tolerance,
+             window_fs: tuple[float, float] | None = None, n_bootstrap: int = _D.n_bootstrap,
+             n_blocks: int = _D.n_blocks,
              charge: float | None = None, haven: float | None = None,
              haven_max_rel_err: float = HAVEN_MAX_REL_ERR, reference: Any = None, check_structure: bool = True,
-             region: str | None = None, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+             region: str | None = None, seed: int = _D.seed) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The diffusion analysis of :func:`analyze_diffusion` on a trajectory: (result dict, tracer fit of
     :func:`tracer_diffusion`, charge fit of :func:`charge_diffusion`). Writes nothing."""
     from firemlip.analysis.conductivity import conductivity_from_diffusion

@@ -32,7 +32,10 @@ __all__ = ["build_plugin", "export_model", "import_lammps", "lammps_env", "list_
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    out = export_model(args.model, args.output, dtype=args.dtype, head=args.head)
+    from firemlip.options import ExportOptions, options_from_args
+
+    opts = options_from_args(ExportOptions, args, args.parser)
+    out = export_model(args.model, args.output, head=args.head, **opts.model_dump())
     meta = read_sidecar(out)
     print(f"wrote {out} ({meta['dtype']}, elements {' '.join(meta['elements'])}, r_max {meta['r_max']:g} Å, "
           f"head {meta.get('head')}) and {sidecar_path(out)}")
@@ -76,15 +79,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def register_cli(subparsers) -> None:
     """Add ``firemlip export`` and ``firemlip lammps {plugin-path,build,render,run}``."""
     from firemlip.cli import OneLineParser, key_value, nonneg_float, positive_int
+    from firemlip.options import ExportOptions, add_options
 
     p = subparsers.add_parser("export", help="export a MACE .model to TorchScript for pair_style mace",
                               description="Export a MACE .model to <out>.lammps.pt (TorchScript) with a sidecar "
                                           "JSON of its elements and cut-off.")
     p.add_argument("model", help="MACE .model file")
     p.add_argument("-o", "--output", default=None, help="output *.lammps.pt (default: MODEL with .lammps.pt)")
-    p.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    add_options(p, ExportOptions)
     p.add_argument("--head", default=None, help="head of a multi-head model (default: the last head)")
-    p.set_defaults(func=_cmd_export)
+    p.set_defaults(func=_cmd_export, parser=p)
 
     lp = subparsers.add_parser("lammps", help="LAMMPS plugin, input templates and runs",
                                description="LAMMPS: plugin path/build, render templates, run inputs.")

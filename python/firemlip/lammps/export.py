@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from firemlip.errors import FiremlipError, require_file
+from firemlip.options import ExportOptions
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
@@ -87,7 +88,7 @@ def _load_mace(model_path: str | os.PathLike[str]):
 
 
 def export_model(model_path: str | os.PathLike[str], out_path: str | os.PathLike[str] | None = None,
-                 dtype: str = "float64", head: str | None = None, mp: bool = True) -> Path:
+                 dtype: str = ExportOptions.default("dtype"), head: str | None = None, mp: bool = True) -> Path:
     """Write ``out_path`` (``*.lammps.pt``, TorchScript) and its sidecar JSON; return ``out_path``.
 
     ``dtype`` is ``float64`` (reference precision) or ``float32`` (faster MD). ``head`` selects the head of a

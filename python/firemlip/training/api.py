@@ -7,7 +7,7 @@ import json
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,8 +207,9 @@ def prepare(strategy: str, model, train: PathLike, valid: PathLike | None, out_d
 
 def finetune(strategy: str, foundation: PathLike | Any, train: PathLike | Sequence[Atoms] | Atoms,
              valid: PathLike | Sequence[Atoms] | Atoms | None = None, out_dir: PathLike | None = None,
-             replay: PathLike | Sequence[Atoms] | Atoms | None = None, replay_ratio: float = 1.0,
-             epochs: int = 50, device: str = "cpu", seed: int = 0, resume: bool = False,
+             replay: PathLike | Sequence[Atoms] | Atoms | None = None,
+             replay_ratio: float = FinetuneOptions.default("replay_ratio"),
+             epochs: int = FinetuneOptions.default("epochs"), device: str = "cpu", seed: int = 0, resume: bool = False,
              **opts: Any) -> FinetuneResult:
     """Fine-tune ``foundation`` on ``train`` with one strategy; return a :class:`FinetuneResult`.
 
@@ -263,7 +264,7 @@ def finetune(strategy: str, foundation: PathLike | Any, train: PathLike | Sequen
         inputs["valid"] = valid
     if replay is not None:
         inputs["replay"] = replay
-    params = {"strategy": strategy, "seed": seed, "device": device, **asdict(options)}
+    params = {"strategy": strategy, "seed": seed, "device": device, **options.model_dump()}
     params.pop("progress", None)
     with stage_manifest("finetune", out, inputs, params) as rec:
         if strategy == "mace-multihead":

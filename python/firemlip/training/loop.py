@@ -19,95 +19,24 @@ import math
 import os
 import sys
 import time
+import typing
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from firemlip.errors import FiremlipError, reject_unknown_fields
+from firemlip.errors import FiremlipError
+from firemlip.options import FinetuneOptions
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 STRATEGIES = ("fire", "vanilla", "scratch", "mace-multihead")
-E0S_CHOICES = ("foundation", "average", "estimated")
+E0S_CHOICES = typing.get_args(FinetuneOptions.model_fields["e0s"].annotation)
 LOG_FIELDS = ("epoch", "stage", "lr", "n_task", "n_replay", "train_loss", "valid_loss", "valid_rmse_e_meV_atom",
               "valid_rmse_f_meV_A", "replay_rmse_e_meV_atom", "replay_rmse_f_meV_A", "epoch_time_s", "epoch_wall_s",
               "best")
-
-
-@dataclass
-class FinetuneOptions:
-    """Settings of one fine-tuning run (units: learning rate per step; weights dimensionless)."""
-
-    epochs: int = 50
-    batch_size: int = 5
-    lr: float = 1e-3
-    weight_decay: float = 5e-7
-    energy_weight: float = 1.0
-    forces_weight: float = 100.0
-    stress_weight: float = 1.0
-    replay_ratio: float = 1.0
-    replay_weight: float = 1.0
-    replay_energy_weight: float = 1.0    # 0 = force-only replay (foundation and labeller use different energy zeros)
-    replay_filter: str = "none"          # none | overlap | subset (see replay.filter_pool)
-    replay_size: int | None = None       # pseudo-label pool size (default max(20, 4·ratio·n_task))
-    replay_structures: tuple[str, ...] = ()  # extra structure files for pseudo-label replay
-    replay_rattle_A: float = 0.05
-    replay_max_strain: float = 0.03
-    ema_decay: float | None = 0.99
-    clip_grad: float | None = 10.0
-    lr_factor: float = 0.8
-    scheduler_patience: int = 5
-    lr_schedule: str = "plateau"         # plateau (ReduceLROnPlateau) | cosine (lr → lr/100 over the planned epochs)
-    patience: int = 30                   # early stopping: epochs without a better validation loss
-    stage_two_start: float | None = None  # fraction of the epochs after which stage two starts, e.g. 0.75
-    stage_two_energy_weight: float = 1000.0
-    stage_two_lr: float | None = None    # default lr / 10
-    dtype: str = "float64"
-    e0s: str = "foundation"              # foundation | average | estimated (see refit_e0s)
-    head: str | None = None
-    valid_fraction: float = 0.1          # used when no validation file is given
-    monitor_size: int = 32               # replay frames kept aside to log forgetting every epoch
-    name: str | None = None              # output model file stem (default: the strategy)
-    progress: bool = True
-    mace_args: tuple[str, ...] = ()      # extra arguments for mace_run_train (mace-multihead)
-    zbl: bool = False                    # add mace's ZBL pair repulsion (firemlip.audit.zbl.add_zbl)
-    deadline_unix_s: float | None = None  # wall-clock time (time.time(), s) by which training must stop
-    schedule_epochs: int | None = None   # epochs the cosine lr and stage two are planned over (default: epochs);
-    #                                      a short probe of a longer run passes the longer run's length
-
-    @classmethod
-    def from_kwargs(cls, **kw: Any) -> FinetuneOptions:
-        reject_unknown_fields(cls, kw, "finetune")
-        opts = cls(**kw)
-        opts.validate()
-        return opts
-
-    def validate(self) -> None:
-        for name in ("lr", "batch_size", "epochs"):
-            if getattr(self, name) <= 0:
-                raise FiremlipError(f"finetune: {name} must be positive, got {getattr(self, name)}")
-        for name in ("replay_ratio", "replay_weight", "replay_energy_weight", "energy_weight", "forces_weight", "stress_weight",
-                     "weight_decay", "replay_rattle_A", "replay_max_strain"):
-            v = getattr(self, name)
-            if v is None or v < 0 or not math.isfinite(v):
-                raise FiremlipError(f"finetune: {name.replace('_', ' ')} must be a non-negative number, got {v}")
-        if self.dtype not in ("float64", "float32"):
-            raise FiremlipError(f"finetune: dtype must be float64 or float32, got {self.dtype!r}")
-        if self.e0s not in E0S_CHOICES:
-            raise FiremlipError(f"finetune: e0s must be one of {', '.join(E0S_CHOICES)}, got {self.e0s!r}")
-        if self.schedule_epochs is not None and self.schedule_epochs < 1:
-            raise FiremlipError(f"finetune: schedule_epochs must be a positive integer, got {self.schedule_epochs}")
-        if self.stage_two_start is not None and not 0 < self.stage_two_start < 1:
-            raise FiremlipError(f"finetune: stage_two_start is a fraction in (0, 1), got {self.stage_two_start}")
-        if self.lr_schedule not in ("plateau", "cosine"):
-            raise FiremlipError(f"finetune: lr_schedule must be plateau or cosine, got {self.lr_schedule!r}")
-        if self.ema_decay is not None and not 0 < self.ema_decay < 1:
-            raise FiremlipError(f"finetune: ema_decay must be in (0, 1), got {self.ema_decay}")
-        if not 0 < self.valid_fraction < 1:
-            raise FiremlipError(f"finetune: valid_fraction must be in (0, 1), got {self.valid_fraction}")
 
 
 @dataclass
@@ -504,7 +433,7 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
         state["done"] = stop or epoch == opts.epochs - 1
         _save_atomic({"strategy": strategy, "model": model.state_dict(), "optimizer": opt.state_dict(),
                       "scheduler": sched.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                      "state": state, "options": asdict(opts), "seed": seed}, ckpt_path)
+                      "state": state, "options": opts.model_dump(), "seed": seed}, ckpt_path)
         _write_log(out_dir / "log.csv", state["history"])
         bar.set_postfix(valid_F=f"{val['rmse_f']:.1f}", valid_E=f"{val['rmse_e']:.1f}")
         if stop:

@@ -17,6 +17,7 @@ from typing import Any
 
 from firemlip.config import RunConfig
 from firemlip.errors import FiremlipError
+from firemlip.options import DiffusionOptions, InterfaceOptions, SampleOptions
 from firemlip.workflow.manifest import StageRecord, is_current, stage_manifest
 
 
@@ -69,9 +70,7 @@ def _structures_body(ctx: Context, rec: StageRecord) -> None:
         ic = cfg.interface
         sub = read_structures([str(cfg.path(ic.substrate))], index="0")[0]
         film = read_structures([str(cfg.path(ic.film))], index="0")[0]
-        atoms, rep = build_interface(sub, film, ic.substrate_miller, ic.film_miller, ic.substrate_layers,
-                                     ic.film_layers, ic.gap_A, ic.vacuum_A, ic.max_mismatch, ic.max_area_A2,
-                                     ic.max_atoms, ic.vacancies)
+        atoms, rep = build_interface(sub, film, **ic.model_dump(include=set(InterfaceOptions.model_fields)))
         frames = [atoms]
         from dataclasses import asdict
 
@@ -171,10 +170,6 @@ def _replay_file(ctx: Context) -> Path | None:
     return pre if pre.exists() else None
 
 
-def _finetune_opts(st: Any) -> dict[str, Any]:
-    return {"batch_size": st.batch_size, "lr": st.lr, "dtype": st.dtype, **st.options}
-
-
 def _training_inputs(ctx: Context, **data: Path) -> dict[str, Path]:
     """Inputs of a training stage: the foundation, the given data files (train, valid …) and the replay file."""
     inp = {"foundation": ctx.output("foundation", "foundation.model"), **data}
@@ -195,8 +190,7 @@ def _prefit_body(ctx: Context, rec: StageRecord) -> None:
     assert st is not None
     inp = _prefit_inputs(ctx)
     model = finetune(st.strategy, inp["foundation"], inp["train"], None, rec.stage_dir / "train",
-                     replay=inp.get("replay"), replay_ratio=st.replay_ratio, epochs=st.epochs,
-                     device=ctx.cfg.device, seed=st.seed, **_finetune_opts(st))
+                     replay=inp.get("replay"), device=ctx.cfg.device, seed=st.seed, **st.training_options())
     shutil.copy2(model, rec.stage_dir / "prefit.model")
     rec.outputs.append("prefit.model")
 
@@ -221,9 +215,9 @@ def _sample_body(ctx: Context, rec: StageRecord) -> None:
         if bad:
             raise FiremlipError(f"stages.sample.structures: indices {bad} outside 0..{len(frames) - 1}")
         frames = [frames[i] for i in st.structures]
-    sample(_sampling_model(ctx), frames, st.temperatures_K, st.steps,
-           st.interval, engine=st.engine, out_path=rec.stage_dir / "pool.extxyz", timestep_fs=st.timestep_fs,
-           seed=st.seed, device=ctx.cfg.device, workers=st.workers, dtype=st.dtype, manifest=False)
+    opts = st.model_dump(include=set(SampleOptions.model_fields))
+    sample(_sampling_model(ctx), frames, opts.pop("temperatures_K"), out_path=rec.stage_dir / "pool.extxyz",
+           device=ctx.cfg.device, manifest=False, **opts)
     rec.outputs.append("pool.extxyz")
 
 
@@ -234,7 +228,7 @@ def _select_body(ctx: Context, rec: StageRecord) -> None:
     assert st is not None
     res = select(ctx.output("sample", "pool.extxyz"), st.sizes, st.method, st.seed, rec.stage_dir,
                  split=st.split, variance=st.variance, max_components=st.max_components, manifest=False,
-                 **st.soap)
+                 **st.soap.model_dump())
     warning = res.get("pca", {}).get("warning") if isinstance(res, dict) else None
     if warning:
         print(f"firemlip: select: warning: {warning}", file=sys.stderr)
@@ -302,8 +296,7 @@ def _finetune_body(ctx: Context, rec: StageRecord) -> None:
     for strategy in [st.strategy, *[b for b in st.baselines if b != st.strategy]]:
         t0 = time.time()
         m = finetune(strategy, inp["foundation"], inp["train"], inp["valid"], rec.stage_dir / strategy,
-                     replay=inp.get("replay"), replay_ratio=st.replay_ratio, epochs=st.epochs,
-                     device=ctx.cfg.device, seed=st.seed, **_finetune_opts(st))
+                     replay=inp.get("replay"), device=ctx.cfg.device, seed=st.seed, **st.training_options())
         shutil.copy2(m, rec.stage_dir / f"{strategy}.model")
         rec.outputs.append(f"{strategy}.model")
         models[strategy] = {"wall_time_s": round(time.time() - t0, 1)}
@@ -455,12 +448,13 @@ def _analyze_body(ctx: Context, rec: StageRecord) -> None:
 
         # the starting crystal (as the MD stage built it) is the reference of the melting check
         reference = read_frames(ctx.output("structures", "structures.extxyz"))[0] * tuple(md.diffusion.supercell)
+        opts = an.model_dump(include=set(DiffusionOptions.model_fields))
+        opts["seed"] = an.seed if "seed" in an.model_fields_set else ctx.cfg.seed
         for T in md.diffusion.temperatures_K:
             name = f"diffusion_{T:g}K"
             res = analyze_diffusion([ctx.stage_dir("md") / name / "dump.diffusion.lammpstrj"], an.species, T,
-                                    md.diffusion.timestep_fs,
-                                    rec.stage_dir / name, drift=an.drift, charge=an.charge, haven=an.haven,
-                                    reference=reference, region=an.region, seed=ctx.cfg.seed)
+                                    md.diffusion.timestep_fs, rec.stage_dir / name, charge=an.charge,
+                                    haven=an.haven, reference=reference, region=an.region, **opts)
             results[name] = res
             diff_jsons.append(rec.stage_dir / name / "diffusion.json")
             rec.outputs += [f"{name}/diffusion.json", f"{name}/msd.png"]
@@ -472,7 +466,8 @@ def _analyze_body(ctx: Context, rec: StageRecord) -> None:
             rec.extra["arrhenius_left_out"] = skipped
         if len(diff_jsons) >= 2:
             results["arrhenius"] = analyze_arrhenius(diff_jsons, rec.stage_dir / "arrhenius",
-                                                     target_T_K=an.target_T_K, haven=an.haven, charge=an.charge)
+                                                     target_T_K=an.target_T_K, confidence=an.confidence, haven=an.haven,
+                                                     charge=an.charge)
             rec.outputs.append("arrhenius/arrhenius.json")
             if not results["arrhenius"]["valid"]:
                 rec.extra["arrhenius"] = "invalid: " + "; ".join(results["arrhenius"]["invalid_reasons"])
