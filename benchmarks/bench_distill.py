@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                             and rows[f]["forces_rmse_meV_A"] < rows[s]["forces_rmse_meV_A"]
                             for f, s in pairs)},
     }
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import write_json
 
     write_json(out / "results.json", results)
     d = results["distill"]

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             print("worst:", "; ".join(f"#{w['index']} {w['group']} {w['formula']} {w['energy_error_meV_atom']:+.1f}"
                                       for w in s["worst"]))
     if args.out:
-        from firemlip.workflow.manifest import write_json
+        from firemlip.io import write_json
 
         write_json(args.out, {"models": {k: str(v) for k, v in models.items()},
                               "frames": [str(p) for p in args.frames], "keys": keys, "results": results})

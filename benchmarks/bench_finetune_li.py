@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wall time per epoch (median, train + validation): our loop (fire, {len(task)}+{len(task)} frames) "
           f"{ours:.2f} s, mace_run_train multihead {theirs:.2f} s, ratio ours/mace {ours / theirs:.2f}")
     print(f"total wall time {time.perf_counter() - t_all:.0f} s")
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import write_json
 
     write_json(out / "results.json", {
         "rows": [dict(zip(("model", "energy_rmse_meV_atom", "forces_rmse_meV_A", "forgetting_ratio_energy",

@@ -124,10 +124,9 @@ def main() -> int:
     ap.add_argument("--out", default="runs/bench_finetune_speed.json")
     args = ap.parse_args()
 
-    from firemlip.io import write_frames
+    from firemlip.io import write_frames, write_json
     from firemlip.models import MaceShape, build_mace, save_model
     from firemlip.training.loop import least_squares_e0s
-    from firemlip.workflow.manifest import write_json
 
     if not (args.data / "training.extxyz").exists():
         raise SystemExit(f"{args.data}: no training.extxyz (li_metal_mlearn data set)")

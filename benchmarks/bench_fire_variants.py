@@ -54,9 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from bench_distill import evaluate, read_mlearn
 
-    from firemlip.io import read_frames
+    from firemlip.io import read_frames, write_json
     from firemlip.training.api import finetune
-    from firemlip.workflow.manifest import write_json
 
     torch.set_num_threads(args.threads)
     run = args.run

@@ -43,9 +43,9 @@ def main() -> int:
     from ase.build import bulk
 
     from firemlip.analysis.scaling import analyze_scaling
+    from firemlip.io import write_json
     from firemlip.lammps import export_model, render, run_lammps
     from firemlip.models import MaceShape, build_mace, save_model
-    from firemlip.workflow.manifest import write_json
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     small = Path(args.small_pool)
     if small.exists():
         result["small"] = coverage_check(small, args.small_sizes, out / "small", args.n_jobs)
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import write_json
 
     write_json(out / "bench_selection.json", result)
 

@@ -42,10 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     from firemlip import models
     from firemlip.distill import build_student
     from firemlip.foundation import load_model
-    from firemlip.io import read_frames, write_frames
+    from firemlip.io import read_frames, write_frames, write_json
     from firemlip.training.api import finetune
     from firemlip.training.data import predict
-    from firemlip.workflow.manifest import write_json
 
     torch.set_num_threads(args.threads)
     from firemlip.cli import key_value

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
                             "train_s": r["training"]["summary"].get("epochs_run", 0)
                             * (r["training"]["summary"].get("epoch_wall_s_mean") or 0.0)}
                         for k, r in rows.items()}}
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import write_json
 
     path = args.json or args.out.parent / "rmax_h2h.json"
     write_json(path, out)

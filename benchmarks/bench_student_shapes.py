@@ -74,8 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from firemlip.errors import FiremlipError
-    from firemlip.io import read_frames
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import read_frames, write_json
 
     torch.set_num_threads(args.threads)
     names = [s.strip() for s in args.shapes.split(",") if s.strip()]

@@ -56,10 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from firemlip.distill import DistillSettings, build_student
-    from firemlip.io import read_frames
+    from firemlip.io import read_frames, write_json
     from firemlip.models import PRESETS, override_shape, save_model
     from firemlip.training.api import finetune
-    from firemlip.workflow.manifest import write_json
 
     torch.set_num_threads(args.threads)
     rep = json.loads(report.read_text())

@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     from ase import Atoms
     from bench_distill import read_mlearn
 
+    from firemlip.io import write_json
     from firemlip.labelling import label_frames
-    from firemlip.workflow.manifest import write_json
 
     frames = [a for f in args.files for a in read_mlearn(f)]
     plain = [Atoms(a.numbers, positions=a.positions, cell=a.cell, pbc=a.pbc) for a in frames]

@@ -8,8 +8,7 @@ import stat
 import pytest
 from ase.build import bulk
 
-from firemlip.io import atomic_path, write_frames, write_text_atomic
-from firemlip.workflow.manifest import write_json
+from firemlip.io import atomic_path, write_frames, write_json, write_text_atomic
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o002, 0o077])

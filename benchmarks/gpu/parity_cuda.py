@@ -70,9 +70,9 @@ def main() -> int:
     from ase.build import bulk
     from mace.calculators import MACECalculator
 
+    from firemlip.io import write_json
     from firemlip.lammps import export_model
     from firemlip.models import build_mace, save_model
-    from firemlip.workflow.manifest import write_json
 
     atoms = bulk("LiCl", "rocksalt", a=5.2, cubic=True).repeat((2, 1, 1))
     cell = np.array(atoms.cell)

@@ -17,7 +17,13 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from firemlip.runtime import allow_full_torch_load
+
 __version__ = "0.1.0"
+
+# MACE .model files and e3nn's constants are whole pickles: torch >= 2.6 refuses them by default. Set once here
+# (a user's own TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD is kept); child processes inherit it.
+allow_full_torch_load()
 
 #: public name -> module that defines it (one line per stage, in pipeline order)
 _API = {

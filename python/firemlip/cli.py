@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from collections.abc import Sequence
 
@@ -23,6 +22,7 @@ COMMAND_MODULES = (
     "firemlip.labelling",
     "firemlip.importing",
     "firemlip.foundation",
+    "firemlip.distill",
     "firemlip.training",
     "firemlip.evaluation",
     "firemlip.sampling",
@@ -41,6 +41,23 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(2)
+
+
+def command_group(subparsers, name: str, help: str) -> argparse._SubParsersAction:  # noqa: A002
+    """The nested sub-command action of top-level command ``name``, created on first use.
+
+    Lets several modules add commands to one group (``firemlip foundation info`` here, ``firemlip foundation
+    distill`` elsewhere): call ``command_group(subparsers, "foundation", ...)`` and ``add_parser`` on the result.
+    """
+    parser = subparsers.choices.get(name)
+    if parser is None:
+        parser = subparsers.add_parser(name, help=help, description=help)
+        parser.set_defaults(func=lambda args, p=parser: (p.print_help(), 0)[1])
+        return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=OneLineParser)
+    for action in parser._actions:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            return action
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=OneLineParser)
 
 
 def positive_int(text: str) -> int:
@@ -96,7 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

@@ -67,7 +67,7 @@ from firemlip.errors import FiremlipError, reject_unknown_fields
 if TYPE_CHECKING:
     from firemlip.models import MaceShape
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+
 
 SIZES = ("tiny", "small", "medium")
 EV_A3_TO_GPA = 160.21766208
@@ -778,10 +778,9 @@ def rmse_report(pred, frames: Sequence[Atoms]) -> dict[str, float | int]:
 
 def plot_parity(pred, frames: Sequence[Atoms], path: Path, title: str) -> None:
     """Student vs teacher parity: energy per atom (eV/atom), force components (eV/Å), stress (GPa)."""
-    import matplotlib
+    from firemlip.runtime import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from firemlip.io import atomic_path
 
@@ -887,13 +886,13 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
     import torch
 
     from firemlip.foundation import load_model, model_info
-    from firemlip.io import atomic_path, read_frames, write_frames
+    from firemlip.io import atomic_path, read_frames, write_frames, write_json
     from firemlip.labelling import label_frames
     from firemlip.models import save_model
     from firemlip.teachers import get_worker, is_worker_name, shared_workers
     from firemlip.training.api import finetune
     from firemlip.training.data import predict
-    from firemlip.workflow.manifest import stage_manifest, write_json
+    from firemlip.workflow.manifest import stage_manifest
 
     t_start = time.time()
     els = parse_elements(elements)
@@ -1211,6 +1210,6 @@ def register_distill(group) -> None:
 
 def register_cli(subparsers) -> None:
     """Add ``firemlip foundation distill`` (for cli.COMMAND_MODULES; shares the group with foundation.py)."""
-    from firemlip.foundation import command_group
+    from firemlip.cli import command_group
 
     register_distill(command_group(subparsers, "foundation", "foundation models: inspect, download (and distill)"))

@@ -30,8 +30,6 @@ import numpy as np
 
 from firemlip.errors import FiremlipError
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-
 EV_A3_TO_GPA = 160.21766208
 PathLike = str | os.PathLike[str]
 
@@ -100,10 +98,9 @@ def _load_dataset(path: PathLike, model) -> list:
 def parity_plot(panels: Mapping[str, tuple[Sequence, Any]], path: PathLike, title: str = "") -> None:
     """PNG with one column per dataset: energy per atom (eV/atom) and force components (eV/Å), predicted vs
     reference."""
-    import matplotlib
+    from firemlip.runtime import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from firemlip.io import atomic_path
 
@@ -158,8 +155,8 @@ def evaluate(model_path: PathLike, datasets: Mapping[str, PathLike], out_dir: Pa
     Returns the dict written to ``metrics.json``.
     """
     from firemlip.foundation import load_model, resolve_foundation
+    from firemlip.io import write_json
     from firemlip.training.data import predict
-    from firemlip.workflow.manifest import write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -228,10 +225,9 @@ def learning_curve(foundation: PathLike, train: PathLike, test: PathLike, out_di
     ``learning_curve.json`` and ``learning_curve.png`` (energy and force RMSE vs training-set size, one line per
     strategy, the foundation's zero-shot error as a dashed line). Returns the table rows."""
     from firemlip.foundation import load_model
-    from firemlip.io import read_frames, write_frames
+    from firemlip.io import read_frames, write_frames, write_json
     from firemlip.training import finetune
     from firemlip.training.data import predict
-    from firemlip.workflow.manifest import write_json
 
     out = Path(out_dir)
     frames = read_frames(train, what="training file")
@@ -266,10 +262,9 @@ def learning_curve(foundation: PathLike, train: PathLike, test: PathLike, out_di
 
 
 def _write_curve(out: Path, rows: list[dict[str, Any]]) -> None:
-    import matplotlib
+    from firemlip.runtime import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from firemlip.io import atomic_path, write_text_atomic
 
@@ -352,8 +347,7 @@ def _cmd_learning_curve(args: argparse.Namespace) -> int:
 
 def register_cli(subparsers) -> None:
     """Add ``firemlip evaluate`` and ``firemlip benchmark learning-curve``."""
-    from firemlip.cli import key_value, positive_int
-    from firemlip.foundation import command_group
+    from firemlip.cli import command_group, key_value, positive_int
     from firemlip.training.loop import STRATEGIES
 
     p = subparsers.add_parser("evaluate", help="errors (meV/atom, meV/Å, GPa), parity plots and forgetting",

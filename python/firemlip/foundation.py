@@ -29,9 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from firemlip.cli import command_group  # noqa: F401 (re-exported: commands of other modules join its groups)
 from firemlip.errors import FiremlipError, require_file
-
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 _BASE = "https://github.com/ACEsuit/mace-mp/releases/download"
 
@@ -256,25 +255,6 @@ def check_elements(model, frames: Sequence, path: str | os.PathLike[str] = "<fra
 
 # ----------------------------------------------------------------------------------------------- CLI
 
-def command_group(subparsers, name: str, help: str) -> argparse._SubParsersAction:  # noqa: A002
-    """The nested sub-command action of top-level command ``name``, created on first use.
-
-    Lets several modules add commands to one group (``firemlip foundation info`` here, ``firemlip foundation
-    distill`` elsewhere): call ``command_group(subparsers, "foundation", ...)`` and ``add_parser`` on the result.
-    """
-    from firemlip.cli import OneLineParser
-
-    parser = subparsers.choices.get(name)
-    if parser is None:
-        parser = subparsers.add_parser(name, help=help, description=help)
-        parser.set_defaults(func=lambda args, p=parser: (p.print_help(), 0)[1])
-        return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=OneLineParser)
-    for action in parser._actions:  # noqa: SLF001
-        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
-            return action
-    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND", parser_class=OneLineParser)
-
-
 def _cmd_info(args: argparse.Namespace) -> int:
     import json
 
@@ -306,7 +286,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def register_cli(subparsers) -> None:
-    """Add ``firemlip foundation info MODEL`` and ``firemlip foundation fetch NAME...``."""
+    """Add ``firemlip foundation info MODEL`` and ``firemlip foundation fetch NAME...`` (``foundation distill``
+    is added to the same group by :mod:`firemlip.distill`, listed after this module in ``cli.COMMAND_MODULES``)."""
     group = command_group(subparsers, "foundation", "foundation models: inspect, download (and distill)")
     p = group.add_parser("info", help="print a model's elements, cut-off, channels, L, heads, parameters, dtype")
     p.add_argument("model", help=f"a .model path or a name ({', '.join(FOUNDATIONS)})")
@@ -315,6 +296,3 @@ def register_cli(subparsers) -> None:
     p = group.add_parser("fetch", help="download named foundation models into the cache (sha256-checked)")
     p.add_argument("names", nargs="+", metavar="NAME")
     p.set_defaults(func=_cmd_fetch)
-    from firemlip.distill import register_distill  # `firemlip foundation distill` lives in firemlip.distill
-
-    register_distill(group)

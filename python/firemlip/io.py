@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -182,3 +185,41 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def elements_of(frames: Sequence[Atoms]) -> list[str]:
     """Sorted chemical symbols present in ``frames``."""
     return sorted({s for a in frames for s in a.get_chemical_symbols()})
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy values, tuples and paths converted to plain JSON types."""
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item") and callable(obj.item):
+        try:
+            return obj.item()
+        except Exception:
+            pass
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON atomically with numpy values converted."""
+    write_text_atomic(path, json.dumps(jsonable(data), indent=2) + "\n")
+
+
+@dataclass
+class LabelResult:
+    """Result of labelling one frame: energy (eV), forces (eV/Å), stress (eV/Å³ Voigt-6) or an error."""
+
+    index: int
+    energy: float | None = None
+    forces: np.ndarray | None = None
+    stress: np.ndarray | None = None
+    error: str | None = None
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)

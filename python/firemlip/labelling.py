@@ -22,7 +22,6 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from firemlip.errors import FiremlipError
-from firemlip.io import read_frames, set_labels, structure_hash, write_frames, write_text_atomic
+from firemlip.io import LabelResult, read_frames, set_labels, structure_hash, write_frames, write_text_atomic
 
 BUILTIN = ("gpaw", "vasp", "espresso", "emt", "lj")
 EMT_ELEMENTS = frozenset({"H", "C", "N", "O", "Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"})
@@ -72,7 +71,6 @@ def _mace_elements(path: str) -> list[str]:
     """Chemical symbols a saved MACE model was trained for (read from its ``atomic_numbers`` buffer)."""
     import torch
 
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     try:
         model = torch.load(path, map_location="cpu", weights_only=False)
         zs = [int(z) for z in model.atomic_numbers]
@@ -208,19 +206,6 @@ def calculator_key(name: str, settings: Mapping[str, Any]) -> str:
 def frame_key(atoms: Atoms, calc_key: str) -> str:
     """Cache key of one frame under one calculator."""
     return hashlib.sha256((structure_hash(atoms) + calc_key).encode()).hexdigest()[:24]
-
-
-@dataclass
-class LabelResult:
-    """Result of labelling one frame: energy (eV), forces (eV/Å), stress (eV/Å³ Voigt-6) or an error."""
-
-    index: int
-    energy: float | None = None
-    forces: np.ndarray | None = None
-    stress: np.ndarray | None = None
-    error: str | None = None
-    seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def label_one(index: int, atoms: Atoms, name: str, settings: Mapping[str, Any]) -> LabelResult:

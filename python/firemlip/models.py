@@ -14,8 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-
 
 @dataclass(frozen=True)
 class MaceShape:

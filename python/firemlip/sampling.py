@@ -40,8 +40,6 @@ from firemlip.io import elements_of, file_sha256, read_frames, structure_hash, w
 from firemlip.options import GuardOptions, SampleOptions
 from firemlip.stability import StabilityGuard
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-
 #: the defaults of :func:`sample` (defined once, in :class:`firemlip.options.SampleOptions`)
 _SAMPLE = SampleOptions()
 ENGINES = typing.get_args(SampleOptions.model_fields["engine"].annotation)
@@ -436,7 +434,7 @@ def sample(model: str | os.PathLike[str], structures: str | os.PathLike[str] | A
         write_frames(out, frames)
         summ = {"pool": str(out), "frames": len(frames), "jobs": summaries,
                 "stopped": [s for s in summaries if s["stopped"]], "parameters": params}
-        from firemlip.workflow.manifest import write_json
+        from firemlip.io import write_json
 
         write_json(out.parent / f"{out.stem}.summary.json", summ)
         return summ
@@ -461,7 +459,7 @@ def _part_paths(parts: Path, job: dict) -> tuple[Path, Path]:
 
 
 def _save_part(parts: Path, job: dict, result: dict) -> None:
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import write_json
 
     fx, fj = _part_paths(parts, job)
     if result["frames"]:

@@ -236,8 +236,7 @@ def cached_descriptors(key: dict, out_dir: Path, compute: Callable[[], np.ndarra
                        ) -> tuple[np.ndarray, bool]:
     """Descriptors from ``out_dir/descriptors.npy`` when ``out_dir/descriptors.json`` equals ``key`` (pool hash,
     species, SOAP parameters, dscribe version), else ``compute()`` saved there. Returns ``(X, reused)``."""
-    from firemlip.io import atomic_path
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import atomic_path, write_json
 
     npy, meta = out_dir / "descriptors.npy", out_dir / "descriptors.json"
     if npy.exists() and meta.exists():
@@ -437,10 +436,9 @@ def stratified_split(Z_sel: np.ndarray, fractions: Sequence[float], seed: int = 
 # --------------------------------------------------------------------------------------------------- plotting
 def plot_pca(Z: np.ndarray, selected: Sequence[int], path: Path, title: str) -> None:
     """PCA map: every pool frame grey, selected frames in colour (PC1 vs PC2), written atomically as PNG."""
-    import matplotlib
+    from firemlip.runtime import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from firemlip.io import atomic_path
 
@@ -592,7 +590,7 @@ def select(pool: str | os.PathLike[str] | Sequence[Atoms], sizes: int | Sequence
                                    "soap": opts.key_params(), "descriptors_reused": reused,
                                    "pca": pca.record(),
                                    "sizes": {}, "timings": timings}
-        from firemlip.workflow.manifest import write_json
+        from firemlip.io import write_json
 
         for n in sizes:
             t0 = time.time()

@@ -253,7 +253,7 @@ def _cmd_interface(args: argparse.Namespace) -> int:
     film = read_structures([args.film], index="0")[0]
     atoms, rep = build_interface(sub, film, **options_from_args(InterfaceOptions, args, args.parser).model_dump())
     write_frames(args.output, [atoms])
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import write_json
 
     write_json(Path(args.output).with_suffix(".json"), asdict(rep))
     print(f"wrote {args.output}: {rep.n_atoms} atoms, mismatch {rep.mismatch_percent[0]:+.2f}% / "

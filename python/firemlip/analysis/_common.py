@@ -46,10 +46,9 @@ def formal_charge(species: str, charge: float | None = None) -> float:
 
 def mpl():
     """matplotlib.pyplot with the non-interactive Agg backend."""
-    import matplotlib
+    from firemlip.runtime import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     return plt
 
@@ -78,7 +77,7 @@ def clean(obj: Any) -> Any:
 
 def write_result(path: str | os.PathLike[str], data: Mapping[str, Any]) -> Path:
     """Write an analysis result as JSON (atomic, NaN → null) and return its path."""
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import write_json
 
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

@@ -251,7 +251,6 @@ def calculator_from_spec(spec: str, settings: dict[str, Any] | None = None, atom
         name = f"mace:{name}"
     if name.startswith("mace:"):
         require_file(name[5:], "MACE model")
-        os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
         s.setdefault("device", device)
         s.setdefault("dtype", "float64")
     validate_calculator(name, s, [atoms] if atoms is not None else [], "structure")

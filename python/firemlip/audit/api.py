@@ -83,8 +83,8 @@ def _audit(model: PathLike, structures: PathLike, out_dir: PathLike, train: Path
     from firemlip.audit.report import plot_holes, plot_host_scans, plot_md_grid, plot_pair_scans, summary_text
     from firemlip.audit.zbl import has_zbl
     from firemlip.foundation import check_elements, load_model, model_elements, resolve_foundation
-    from firemlip.io import read_frames, write_frames
-    from firemlip.workflow.manifest import stage_manifest, write_json
+    from firemlip.io import read_frames, write_frames, write_json
+    from firemlip.workflow.manifest import stage_manifest
 
     if settings is None:
         settings = AuditSettings.from_kwargs(**thresholds)

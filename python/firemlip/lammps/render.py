@@ -99,9 +99,8 @@ def render(template_name_or_path: str | os.PathLike[str], out_dir: str | os.Path
     """
     import jinja2
 
-    from firemlip.io import atomic_path, write_text_atomic
+    from firemlip.io import atomic_path, write_json, write_text_atomic
     from firemlip.lammps.export import read_sidecar
-    from firemlip.workflow.manifest import write_json
 
     tpath = resolve_template(template_name_or_path)
     name = name or template_name(tpath)

@@ -140,8 +140,8 @@ def run_lammps(run_dir: str | os.PathLike[str], input_name: str | None = None, n
     """
     from tqdm import tqdm
 
+    from firemlip.io import write_json
     from firemlip.lammps.env import lammps_env, lmp_command, mpirun_command
-    from firemlip.workflow.manifest import write_json
 
     rd = Path(run_dir)
     if not rd.is_dir():

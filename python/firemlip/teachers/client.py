@@ -91,7 +91,6 @@ class TeacherWorker:
         cmd = [self.spec.python, "-u", str(WORKER_SCRIPT), "--factory", self.spec.factory,
                "--settings", json.dumps(self.spec.settings), "--name", self.spec.name]
         env = dict(os.environ)
-        env.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
         env.setdefault("PYTHONUNBUFFERED", "1")
         try:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
@@ -282,7 +281,7 @@ def label_with_worker(todo: Sequence[int], frames: Sequence[Atoms], name: str, s
                       log_dir: str | os.PathLike[str] | None = None) -> None:
     """Label ``frames[i]`` for ``i`` in ``todo`` in batches through a worker; ``record`` gets one
     :class:`firemlip.labelling.LabelResult` per frame as soon as its batch returns (so it is cached)."""
-    from firemlip.labelling import LabelResult
+    from firemlip.io import LabelResult
 
     if not todo:
         return

@@ -7,13 +7,10 @@ Labels are read from the project's keys: ``REF_energy`` (eV), ``REF_forces`` (eV
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 
 @contextlib.contextmanager

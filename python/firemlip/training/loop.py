@@ -16,7 +16,6 @@ import copy
 import csv
 import io
 import math
-import os
 import sys
 import time
 import typing
@@ -29,8 +28,6 @@ import numpy as np
 
 from firemlip.errors import FiremlipError
 from firemlip.options import FinetuneOptions
-
-os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
 STRATEGIES = ("fire", "vanilla", "scratch", "mace-multihead")
 E0S_CHOICES = typing.get_args(FinetuneOptions.model_fields["e0s"].annotation)
@@ -219,10 +216,9 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
 
 def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
     """Two-panel PNG: train/validation loss and validation/replay force RMSE (meV/Å) per epoch."""
-    import matplotlib
+    from firemlip.runtime import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from firemlip.io import atomic_path
 

@@ -85,7 +85,7 @@ def run_multihead(foundation: Path, train: Path, valid: Path, replay: Path, out_
                         device=device, dtype=dtype, seed=seed, energy_weight=energy_weight,
                         forces_weight=forces_weight, stress_weight=stress_weight, weight_pt=weight_pt,
                         stress=stress, extra=extra)
-    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    env = dict(os.environ)
     t0 = time.perf_counter()
     log_path = out_dir / "mace_run_train.log"
     with open(log_path, "w") as log:

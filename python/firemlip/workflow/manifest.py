@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from firemlip.io import file_sha256, write_text_atomic
+from firemlip.io import file_sha256, jsonable, write_json, write_text_atomic  # noqa: F401 (write_json: old home)
 
 MANIFEST = "manifest.json"
 _VERSION_PACKAGES = ("firemlip", "torch", "mace-torch", "e3nn", "ase", "numpy", "scipy", "scikit-learn",
@@ -56,30 +56,6 @@ def hash_inputs(paths: Mapping[str, str | os.PathLike[str]]) -> dict[str, dict[s
     return out
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item") and callable(obj.item):
-        try:
-            return obj.item()
-        except Exception:
-            pass
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
-
-
-def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON atomically with numpy values converted."""
-    write_text_atomic(path, json.dumps(_jsonable(data), indent=2) + "\n")
-
-
 def read_manifest(stage_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The stage's manifest, or None if absent or unreadable."""
     p = Path(stage_dir) / MANIFEST
@@ -97,7 +73,7 @@ def is_current(stage_dir: str | os.PathLike[str], inputs: Mapping[str, str | os.
     m = read_manifest(stage_dir)
     if not m or m.get("status") != "done":
         return False
-    if m.get("parameters") != _jsonable(dict(params)):
+    if m.get("parameters") != jsonable(dict(params)):
         return False
     if {k: v["sha256"] for k, v in m.get("inputs", {}).items()} != \
             {k: v["sha256"] for k, v in hash_inputs(inputs).items()}:
@@ -129,7 +105,7 @@ def stage_manifest(stage: str, stage_dir: str | os.PathLike[str], inputs: Mappin
     rec = StageRecord(stage, sd, {k: str(v) for k, v in inputs.items()}, dict(params))
     hashed = hash_inputs(inputs)
     t0 = time.time()
-    base = {"stage": stage, "inputs": hashed, "parameters": _jsonable(dict(params)),
+    base = {"stage": stage, "inputs": hashed, "parameters": jsonable(dict(params)),
             "versions": package_versions(), "command": sys.argv, "host": platform.node(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(t0))}
     write_json(sd / MANIFEST, {**base, "status": "running"})

@@ -324,7 +324,7 @@ def _evaluate_inputs(ctx: Context) -> dict[str, Path]:
 
 def _evaluate_body(ctx: Context, rec: StageRecord) -> None:
     from firemlip.evaluation import evaluate
-    from firemlip.workflow.manifest import write_json
+    from firemlip.io import write_json
 
     st = ctx.cfg.stages.evaluate
     assert st is not None
