@@ -881,17 +881,81 @@ def distill_foundation(teacher: str, elements: str | Sequence[str], out_dir: str
         torch.set_num_threads(prev)
 
 
+@dataclass
+class _DistillRun:
+    """What every step of one distillation run shares: the teacher and its settings, the run's settings, the
+    element set, the output directory ``out`` (working files in ``out/work``), the start time (Unix s) and the
+    wall time of each finished step (``timings``, s)."""
+
+    teacher: str
+    tsettings: dict[str, Any]
+    settings: DistillSettings
+    elements: list[str]
+    out: Path
+    t_start: float
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def work(self) -> Path:
+        return self.out / "work"
+
+    @property
+    def cache(self) -> Path:
+        return self.work / "label-cache"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.work / "train"
+
+    @property
+    def plan_path(self) -> Path:
+        return self.work / "train_plan.json"
+
+    def say(self, msg: str) -> None:
+        """A progress line on stderr (unless ``progress`` is off)."""
+        if self.settings.progress:
+            print(f"firemlip distill: {msg}", file=sys.stderr)
+
+    def label(self, frames: Sequence[Atoms], source_path: str) -> tuple[list[Atoms], list[Atoms]]:
+        """Teacher labels of ``frames`` (cached per frame): (labelled frames, failed frames)."""
+        from firemlip.labelling import label_frames
+
+        return label_frames(frames, self.teacher, self.tsettings, self.cache, source_path=source_path)
+
+
+@dataclass
+class _PrototypeScan:
+    """Step 1's result: the prototypes, their labelled (and failed) volume-scan frames, the teacher's equilibrium
+    (linear scale, energy eV/atom), formation energies and energies above the hull (eV/atom), and which
+    prototypes are unbound, molecular references or plausible."""
+
+    protos: list[Prototype]
+    labelled: list[Atoms]
+    failed: list[Atoms]
+    eq: dict[str, tuple[float, float]]
+    ef: dict[str, float]
+    ehull: dict[str, float]
+    unbound: set[str]
+    molecules: set[str]
+    plausible: list[Prototype]
+
+
+@dataclass
+class _FrameSets:
+    """Step 4's result: every kept labelled frame (``all``), its train/valid/test split and the drop counts."""
+
+    all: list[Atoms]
+    train: list[Atoms]
+    valid: list[Atoms]
+    test: list[Atoms]
+    dropped: dict[str, int]
+
+
 def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.PathLike[str],
              structures: Sequence[str | os.PathLike[str]], settings: DistillSettings) -> dict[str, Any]:
-    import torch
-
-    from firemlip.foundation import load_model, model_info
-    from firemlip.io import atomic_path, read_frames, write_frames, write_json
-    from firemlip.labelling import label_frames
-    from firemlip.models import save_model
-    from firemlip.teachers import get_worker, is_worker_name, shared_workers
-    from firemlip.training.api import finetune
-    from firemlip.training.data import predict
+    """The steps of :func:`distill_foundation` (module docstring), inside the stage's manifest."""
+    from firemlip.io import write_json
+    from firemlip.teachers import shared_workers
     from firemlip.workflow.manifest import stage_manifest
 
     t_start = time.time()
@@ -900,236 +964,349 @@ def _distill(teacher: str, elements: str | Sequence[str], out_dir: str | os.Path
     _check_teacher(teacher, tsettings, els)
     user_paths = [os.fspath(p) for p in structures]
     user = _user_prototypes(user_paths, els)
-    out = Path(out_dir)
-    work = out / "work"
-    cache = work / "label-cache"
-    work.mkdir(parents=True, exist_ok=True)
+    run = _DistillRun(teacher, tsettings, settings, els, Path(out_dir), t_start)
+    run.work.mkdir(parents=True, exist_ok=True)
     shape = settings.shape()
-    r_max = shape.r_max
-    timings: dict[str, float] = {}
     params = {**asdict(settings), "teacher": teacher, "teacher_settings": tsettings, "elements": els}
     params.pop("progress", None)
     inputs = {f"structures_{k}": p for k, p in enumerate(user_paths)}
 
-    def say(msg: str) -> None:
-        if settings.progress:
-            print(f"firemlip distill: {msg}", file=sys.stderr)
-
-    with stage_manifest("distill", out, inputs, params) as rec, shared_workers():
-        # ---- 1. prototypes and the teacher's equilibrium volumes
-        t0 = time.time()
-        protos = make_prototypes(els, settings)
-        scan = [a for a in scan_frames(protos, settings) if min_distance_ok(a, settings.min_dist_factor)]
-        say(f"{len(protos)} prototypes, {len(scan)} volume-scan frames → teacher {teacher}")
-        scan_lab, scan_fail = label_frames(scan, teacher, tsettings, cache, source_path="distill scan")
-        eq = equilibrium_scales(protos, scan_lab)
-        ef = formation_energies(protos, eq)
-        ehull = energies_above_hull(protos, eq)
-        unbound = unbound_prototypes(eq, settings) if settings.drop_unbound else set()
-        molecules = {p.name for p in protos if p.kind == "molecule"}  # references only, never training frames
-        plausible = [p for p in protos if p.name not in molecules and p.name not in unbound
-                     and ehull.get(p.name, math.inf) <= settings.plausible_max_eV_atom]
-        timings["scan_s"] = time.time() - t0
-
-        # ---- 2. derived frames (generated deterministically from the seed) and their labels
-        t0 = time.time()
-        rng = np.random.default_rng([settings.seed, 7])
-        cands: list[Atoms] = []
-        with_defects = lowest_polymorphs(plausible, ehull) if settings.defects_of == "lowest" \
-            else {p.name for p in plausible}
-        for p in plausible:
-            cands += derived_frames(p, eq[p.name][0], settings, r_max, rng, defects=p.name in with_defects)
-        for p in user:
-            b = p.atoms.copy()
-            cands.append(_tag(b, "user", p.name))
-            cands += derived_frames(p, 1.0, settings, r_max, rng)
-        n_cands = len(cands)
-        cands = [a for a in cands if min_distance_ok(a, settings.min_dist_factor)]
-        n_close = n_cands - len(cands)
-        say(f"{len(plausible)}/{len(protos)} plausible prototypes, {len(user)} user structures → {len(cands)} "
-            f"derived frames ({n_close} removed by the minimum-distance filter)")
-        der_lab, der_fail = label_frames(cands, teacher, tsettings, cache, source_path="distill structures")
-        timings["label_s"] = time.time() - t0
-
-        # ---- 3. teacher MD snapshots (each run checkpointed to work/md/)
-        t0 = time.time()
-        md_dir = work / "md"
-        md_dir.mkdir(exist_ok=True)
-        md_starts = [(p.name, p.atoms) for p in user]  # user structures first, then the most stable prototypes
-        for p in sorted(plausible, key=lambda q: (round(ehull[q.name], 3), ef.get(q.name, 0.0), q.name)):
-            a = p.atoms.copy()
-            a.set_cell(p.atoms.cell.array * eq[p.name][0], scale_atoms=True)
-            md_starts.append((p.name, a))
-        md_starts = md_starts[:settings.md_structures]
-        md_frames: list[Atoms] = []
-        n_md_runs = 0
-        runs = [(k, name, a, T) for k, (name, a) in enumerate(md_starts) for T in settings.md_temperatures] \
-            if settings.md_steps >= settings.md_interval else []
-        from tqdm.auto import tqdm
-
-        for k, name, a, T in tqdm(runs, desc="teacher MD", unit="run", disable=not settings.progress or not runs):
-            safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-            f = md_dir / f"md{k:03d}_{safe}_{int(round(T))}K.extxyz"
-            if f.exists():  # finished in an earlier, interrupted run
-                md_frames += read_frames(f, what="MD snapshots")
-                continue
-            snaps = teacher_md(supercell(a, settings.max_atoms), teacher, tsettings, T, settings,
-                               seed=settings.seed * 1000 + k * 17 + int(T), name=name)
-            n_md_runs += 1
-            if snaps:
-                write_frames(f, snaps)
-            md_frames += snaps
-        timings["md_s"] = time.time() - t0
-        teacher_versions: dict[str, Any] = {}
-        if is_worker_name(teacher):
-            with get_worker(teacher, tsettings, cache) as w:
-                teacher_versions = dict(w.info.get("versions", {}))
-
-        # ---- 4. assemble, filter and split
-        failed = scan_fail + der_fail
-        if failed:
-            write_frames(work / "failed.extxyz", failed)
-        names = {p.name for p in plausible}
-        scan_keep = [a for a in scan_lab if a.info.get("prototype") not in molecules] \
-            if settings.scan_frames_of == "all" else \
-            [a for a in scan_lab if a.info.get("prototype") in names
-             and abs(float(a.info["scale"]) / eq[a.info["prototype"]][0] - 1) <= settings.scan_keep_within]
-        allf, dropped = _filter_labelled(scan_keep + der_lab + md_frames, settings)
-        dropped["implausible_scan"] = len(scan_lab) - len(scan_keep)
-        dropped["min_distance"] = n_close
-        dropped["teacher_failed"] = len(failed)
-        split = split_frames(allf, settings)
-        for a, s in zip(allf, split, strict=True):
-            a.info["distill_split"] = s
-            a.info["labeller"] = teacher
-        train = [a for a in allf if a.info["distill_split"] == "train"]
-        valid = [a for a in allf if a.info["distill_split"] == "valid"]
-        test = [a for a in allf if a.info["distill_split"] == "test"]
-        write_frames(out / "pretrain.extxyz", allf)
-        write_frames(work / "train.extxyz", train)
-        write_frames(work / "valid.extxyz", valid)
-        write_frames(work / "test.extxyz", test)
-        say(f"{len(allf)} labelled frames (train {len(train)}, valid {len(valid)}, held-out {len(test)}); "
-            f"dropped {dropped}")
-
-        # ---- 5. the student: scratch training for what is left of the budget
-        t0 = time.time()
-        train_dir = work / "train"
-        template = work / "student_init.model"
-        train_sha = _sha_of(work / "train.extxyz") or ""
-        prior = _prior_training(train_dir, train_sha, asdict(shape))
-        plan_path = work / "train_plan.json"
-        common = dict(device=settings.device, seed=settings.seed, **settings.student_options())
-        if prior == "fresh":
-            if train_dir.exists():
-                shutil.rmtree(train_dir)
-            save_model(build_student(els, train, shape, settings.seed, settings.dtype), template)
-            write_json(work / "student_shape.json", asdict(shape))
-        if prior == "done":
-            plan = json.loads(plan_path.read_text()) if plan_path.exists() else {}
-            if settings.epochs is not None and settings.epochs > int(plan.get("epochs", 0)):
-                plan = {"epochs": int(settings.epochs), "how": "fixed (extended)"}
-                write_json(plan_path, plan)
-                say(f"extending the student's training to {plan['epochs']} epochs")
-                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                         epochs=plan["epochs"], resume=True, **common)
-            else:
-                say("student already trained on this set; reusing it")
-        elif prior == "resume" and plan_path.exists():
-            plan = json.loads(plan_path.read_text())
-            if plan.get("how") == "budget":
-                # a budgeted run interrupted: this call's budget, counted from its own start, sets the new
-                # deadline; the learning-rate schedule continues from the checkpoint's progress towards it
-                deadline = _training_deadline(settings, t_start, float(plan.get("setup_s", 0.0)))
-                say(f"resuming the student's budgeted training until this run's deadline "
-                    f"({max(0.0, deadline - time.time()) / 60:.1f} min left)")
-                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                         epochs=settings.max_epochs, resume=True, deadline_unix_s=deadline, **common)
-            else:
-                say(f"resuming student training towards {plan['epochs']} epochs")
-                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                         epochs=int(plan["epochs"]), resume=True, **common)
-        else:
-            if settings.epochs is not None:
-                plan = {"epochs": int(settings.epochs), "how": "fixed"}
-                write_json(plan_path, plan)
-                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                         epochs=plan["epochs"], resume=prior == "resume", **common)
-            else:
-                probe = min(settings.probe_epochs, settings.max_epochs)
-                tp = time.time()
-                # the probe is the start of the planned run: its lr and stage follow max_epochs, not its own 2
-                finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                         epochs=probe, resume=prior == "resume", schedule_epochs=settings.max_epochs, **common)
-                probe_wall = time.time() - tp
-                per_epoch, overhead = _epoch_cost(train_dir / "log.csv", probe, probe_wall)
-                deadline = _training_deadline(settings, t_start, overhead)
-                left = deadline - time.time()
-                total = int(min(settings.max_epochs, probe + max(0, math.floor(left / max(per_epoch, 1e-3)))))
-                plan = {"epochs": total, "how": "budget", "probe_epoch_s": per_epoch, "setup_s": overhead,
-                        "seconds_left": left}
-                write_json(plan_path, plan)
-                say(f"{per_epoch:.1f} s per epoch: about {total} epochs fit the budget; training until its deadline")
-                if total > probe:  # the plan is an estimate: the deadline ends the run, so epochs that turn out
-                    # faster than the probe's use the rest of the budget too (the cosine follows the wall clock)
-                    finetune("scratch", template, work / "train.extxyz", work / "valid.extxyz", train_dir,
-                             epochs=settings.max_epochs, resume=True,
-                             deadline_unix_s=deadline, **common)
-        timings["train_s"] = time.time() - t0
-
-        # ---- 6. evaluation on the held-out frames, outputs
-        t0 = time.time()
-        with_model = train_dir / "scratch.model"
-        with atomic_path(out / "foundation.model", suffix=".model") as tmp:
-            shutil.copyfile(with_model, tmp)
-        student = load_model(out / "foundation.model", device=settings.device, dtype="float64")
-        info = model_info(student)
-        metrics = {}
-        for nm, fr in (("test", test), ("valid", valid), ("train", train[:len(test)])):
-            pred = predict(student, fr, device=settings.device, batch_size=settings.batch_size)
-            metrics[nm] = rmse_report(pred, fr)
-            if nm == "test":
-                plot_parity(pred, fr, out / "parity.png",
-                            f"student ({settings.size}) vs teacher {teacher}: held-out {len(fr)} frames")
-        timings["evaluate_s"] = time.time() - t0
-        ft = json.loads((train_dir / "manifest.json").read_text())
-        counts: dict[str, int] = {}
-        for a in allf:
-            counts[a.info["config_type"]] = counts.get(a.info["config_type"], 0) + 1
-        report = {
-            "teacher": teacher, "teacher_settings": tsettings, "teacher_versions": teacher_versions,
-            "elements": els, "size": settings.size, "student_shape": asdict(shape), "device": settings.device,
-            "budget_minutes": settings.budget_minutes,
-            "heldout": metrics["test"], "valid": metrics["valid"], "train_subset": metrics["train"],
-            "n_frames": {"total": len(allf), "train": len(train), "valid": len(valid), "test": len(test),
-                         "by_config_type": counts, "dropped": dropped, "md_runs_this_call": n_md_runs},
-            "n_prototypes": len(protos), "n_plausible": len(plausible), "n_user_structures": len(user),
-            "prototypes": {p.name: {"kind": p.kind, "scale": eq.get(p.name, (None,))[0],
-                                    "energy_eV_atom": eq.get(p.name, (None, None))[1],
-                                    "formation_eV_atom": ef.get(p.name), "above_hull_eV_atom": ehull.get(p.name),
-                                    "plausible": p in plausible, "unbound": p.name in unbound,
-                                    "reference_only": p.kind == "molecule"}
-                           for p in protos},
-            "training": {"plan": plan, "summary": ft.get("summary", {}), "log": "work/train/log.csv"},
-            "student": {k: info[k] for k in ("elements", "r_max_A", "channels", "L", "hidden_irreps",
-                                             "num_interactions", "correlation", "parameters", "E0s_eV")},
-            "timings_s": {k: round(v, 2) for k, v in timings.items()},
-            "wall_time_s": round(time.time() - t_start, 2),
-            "within_budget": (time.time() - t_start) <= settings.budget_minutes * 60,
-            "torch_threads": torch.get_num_threads(),
-        }
-        write_json(out / "report.json", report)
+    with stage_manifest("distill", run.out, inputs, params) as rec, shared_workers():
+        scan = _scan_prototypes(run)
+        der_lab, der_fail, n_close = _label_derived_frames(run, scan, user, shape.r_max)
+        md_frames, n_md_runs = _md_snapshots(run, scan, user)
+        teacher_versions = _teacher_versions(run)
+        frames = _assemble_frames(run, scan, der_lab + md_frames, scan.failed + der_fail, n_close)
+        plan = _train_student(run, frames.train, shape)
+        metrics, info = _evaluate_student(run, frames)
+        report = _distill_report(run, scan, frames, shape, n_user=len(user), n_md_runs=n_md_runs,
+                                 teacher_versions=teacher_versions, plan=plan, metrics=metrics, info=info)
+        write_json(run.out / "report.json", report)
         rec.outputs = ["foundation.model", "pretrain.extxyz", "report.json", "parity.png"]
-        rec.extra = {
-            "foundation": {"file": "foundation.model", "made_by": "distill", "teacher": teacher,
-                           "size": settings.size, **report["student"]},
-            "pretraining_data": "pretrain.extxyz", "replay_data": "pretrain.extxyz",
-            "teacher_versions": teacher_versions, "n_frames": report["n_frames"],
-            "heldout": metrics["test"], "timings_s": report["timings_s"],
-        }
-    say(f"held-out: energy RMSE {metrics['test']['energy_rmse_meV_atom']:.2f} meV/atom, forces RMSE "
-        f"{metrics['test']['forces_rmse_meV_A']:.1f} meV/Å → {out / 'foundation.model'}")
+        rec.extra = _manifest_extra(run, report, teacher_versions)
+    run.say(f"held-out: energy RMSE {metrics['test']['energy_rmse_meV_atom']:.2f} meV/atom, forces RMSE "
+            f"{metrics['test']['forces_rmse_meV_A']:.1f} meV/Å → {run.out / 'foundation.model'}")
     return report
+
+
+def _scan_prototypes(run: _DistillRun) -> _PrototypeScan:
+    """Step 1: the prototypes, their volume scans labelled by the teacher, and the teacher's equilibrium volumes,
+    formation energies and hull; a prototype is plausible when not unbound, not a molecular reference, and at
+    most ``plausible_max_eV_atom`` above the hull."""
+    settings = run.settings
+    t0 = time.time()
+    protos = make_prototypes(run.elements, settings)
+    scan = [a for a in scan_frames(protos, settings) if min_distance_ok(a, settings.min_dist_factor)]
+    run.say(f"{len(protos)} prototypes, {len(scan)} volume-scan frames → teacher {run.teacher}")
+    scan_lab, scan_fail = run.label(scan, "distill scan")
+    eq = equilibrium_scales(protos, scan_lab)
+    ef = formation_energies(protos, eq)
+    ehull = energies_above_hull(protos, eq)
+    unbound = unbound_prototypes(eq, settings) if settings.drop_unbound else set()
+    molecules = {p.name for p in protos if p.kind == "molecule"}  # references only, never training frames
+    plausible = [p for p in protos if p.name not in molecules and p.name not in unbound
+                 and ehull.get(p.name, math.inf) <= settings.plausible_max_eV_atom]
+    run.timings["scan_s"] = time.time() - t0
+    return _PrototypeScan(protos, scan_lab, scan_fail, eq, ef, ehull, unbound, molecules, plausible)
+
+
+def _label_derived_frames(run: _DistillRun, scan: _PrototypeScan, user: Sequence[Prototype],
+                          r_max: float) -> tuple[list[Atoms], list[Atoms], int]:
+    """Step 2: frames derived (deterministically from the seed) from the plausible prototypes at the teacher's
+    equilibrium and from the user's structures (``r_max``, Å, sizes the slabs), past the minimum-distance filter,
+    labelled by the teacher. Returns (labelled, failed, number removed by the distance filter)."""
+    settings = run.settings
+    t0 = time.time()
+    rng = np.random.default_rng([settings.seed, 7])
+    cands: list[Atoms] = []
+    with_defects = lowest_polymorphs(scan.plausible, scan.ehull) if settings.defects_of == "lowest" \
+        else {p.name for p in scan.plausible}
+    for p in scan.plausible:
+        cands += derived_frames(p, scan.eq[p.name][0], settings, r_max, rng, defects=p.name in with_defects)
+    for p in user:
+        b = p.atoms.copy()
+        cands.append(_tag(b, "user", p.name))
+        cands += derived_frames(p, 1.0, settings, r_max, rng)
+    n_cands = len(cands)
+    cands = [a for a in cands if min_distance_ok(a, settings.min_dist_factor)]
+    n_close = n_cands - len(cands)
+    run.say(f"{len(scan.plausible)}/{len(scan.protos)} plausible prototypes, {len(user)} user structures → "
+            f"{len(cands)} derived frames ({n_close} removed by the minimum-distance filter)")
+    der_lab, der_fail = run.label(cands, "distill structures")
+    run.timings["label_s"] = time.time() - t0
+    return der_lab, der_fail, n_close
+
+
+def _md_starts(scan: _PrototypeScan, user: Sequence[Prototype], n: int) -> list[tuple[str, Atoms]]:
+    """The first ``n`` structures for teacher MD: the user's, then the plausible prototypes from the most stable
+    (lowest above the hull, then lowest formation energy) at their equilibrium volume."""
+    starts = [(p.name, p.atoms) for p in user]
+    for p in sorted(scan.plausible, key=lambda q: (round(scan.ehull[q.name], 3), scan.ef.get(q.name, 0.0), q.name)):
+        a = p.atoms.copy()
+        a.set_cell(p.atoms.cell.array * scan.eq[p.name][0], scale_atoms=True)
+        starts.append((p.name, a))
+    return starts[:n]
+
+
+def _md_snapshots(run: _DistillRun, scan: _PrototypeScan,
+                  user: Sequence[Prototype]) -> tuple[list[Atoms], int]:
+    """Step 3: teacher MD snapshots of each start structure at each temperature, each run checkpointed to
+    ``work/md/`` (a finished run is read back, not rerun). Returns (snapshots, number of runs made this call)."""
+    from tqdm.auto import tqdm
+
+    from firemlip.io import read_frames, write_frames
+
+    settings = run.settings
+    t0 = time.time()
+    md_dir = run.work / "md"
+    md_dir.mkdir(exist_ok=True)
+    md_starts = _md_starts(scan, user, settings.md_structures)
+    md_frames: list[Atoms] = []
+    n_md_runs = 0
+    runs = [(k, name, a, T) for k, (name, a) in enumerate(md_starts) for T in settings.md_temperatures] \
+        if settings.md_steps >= settings.md_interval else []
+    for k, name, a, T in tqdm(runs, desc="teacher MD", unit="run", disable=not settings.progress or not runs):
+        safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        f = md_dir / f"md{k:03d}_{safe}_{int(round(T))}K.extxyz"
+        if f.exists():  # finished in an earlier, interrupted run
+            md_frames += read_frames(f, what="MD snapshots")
+            continue
+        snaps = teacher_md(supercell(a, settings.max_atoms), run.teacher, run.tsettings, T, settings,
+                           seed=settings.seed * 1000 + k * 17 + int(T), name=name)
+        n_md_runs += 1
+        if snaps:
+            write_frames(f, snaps)
+        md_frames += snaps
+    run.timings["md_s"] = time.time() - t0
+    return md_frames, n_md_runs
+
+
+def _teacher_versions(run: _DistillRun) -> dict[str, Any]:
+    """The package versions a worker teacher reports (empty for an in-process teacher)."""
+    from firemlip.teachers import get_worker, is_worker_name
+
+    if not is_worker_name(run.teacher):
+        return {}
+    with get_worker(run.teacher, run.tsettings, run.cache) as w:
+        return dict(w.info.get("versions", {}))
+
+
+def _kept_scan_frames(scan: _PrototypeScan, scan_frames_of: str, keep_within: float) -> list[Atoms]:
+    """The volume-scan frames that join the set: all but the molecular references (``scan_frames_of`` = all), or
+    those of plausible prototypes within ``keep_within`` (linear fraction) of the equilibrium scale."""
+    if scan_frames_of == "all":
+        return [a for a in scan.labelled if a.info.get("prototype") not in scan.molecules]
+    names = {p.name for p in scan.plausible}
+    return [a for a in scan.labelled if a.info.get("prototype") in names
+            and abs(float(a.info["scale"]) / scan.eq[a.info["prototype"]][0] - 1) <= keep_within]
+
+
+def _assemble_frames(run: _DistillRun, scan: _PrototypeScan, labelled: list[Atoms], failed: list[Atoms],
+                     n_close: int) -> _FrameSets:
+    """Step 4: the kept scan frames plus the other ``labelled`` frames, filtered by force and energy window and
+    split into train/valid/test; writes ``pretrain.extxyz`` (all, with ``distill_split``), the splits and the
+    teacher's ``failed`` frames under ``work/``."""
+    from firemlip.io import write_frames
+
+    settings = run.settings
+    if failed:
+        write_frames(run.work / "failed.extxyz", failed)
+    scan_keep = _kept_scan_frames(scan, settings.scan_frames_of, settings.scan_keep_within)
+    allf, dropped = _filter_labelled(scan_keep + labelled, settings)
+    dropped["implausible_scan"] = len(scan.labelled) - len(scan_keep)
+    dropped["min_distance"] = n_close
+    dropped["teacher_failed"] = len(failed)
+    split = split_frames(allf, settings)
+    for a, s in zip(allf, split, strict=True):
+        a.info["distill_split"] = s
+        a.info["labeller"] = run.teacher
+    sets = _FrameSets(allf, *([a for a in allf if a.info["distill_split"] == s] for s in ("train", "valid", "test")),
+                      dropped=dropped)
+    write_frames(run.out / "pretrain.extxyz", allf)
+    write_frames(run.work / "train.extxyz", sets.train)
+    write_frames(run.work / "valid.extxyz", sets.valid)
+    write_frames(run.work / "test.extxyz", sets.test)
+    run.say(f"{len(allf)} labelled frames (train {len(sets.train)}, valid {len(sets.valid)}, held-out "
+            f"{len(sets.test)}); dropped {dropped}")
+    return sets
+
+
+def _finetune_student(run: _DistillRun, epochs: int, resume: bool, **extra: Any) -> None:
+    """One call of the fine-tuning engine's ``scratch`` strategy on ``work/train.extxyz`` (validation
+    ``work/valid.extxyz``) from ``work/student_init.model`` into ``work/train/``."""
+    from firemlip.training.api import finetune
+
+    settings = run.settings
+    common = dict(device=settings.device, seed=settings.seed, **settings.student_options())
+    finetune("scratch", run.work / "student_init.model", run.work / "train.extxyz", run.work / "valid.extxyz",
+             run.train_dir, epochs=epochs, resume=resume, **extra, **common)
+
+
+def _train_student(run: _DistillRun, train: Sequence[Atoms], shape: MaceShape) -> dict[str, Any]:
+    """Step 5: train the student from scratch for what is left of the budget (or ``epochs``), resuming an
+    interrupted run, extending or reusing a finished one. Returns the training plan (``train_plan.json``)."""
+    from firemlip.io import write_json
+    from firemlip.models import save_model
+
+    settings = run.settings
+    t0 = time.time()
+    prior = _prior_training(run.train_dir, _sha_of(run.work / "train.extxyz") or "", asdict(shape))
+    if prior == "fresh":
+        if run.train_dir.exists():
+            shutil.rmtree(run.train_dir)
+        save_model(build_student(run.elements, train, shape, settings.seed, settings.dtype),
+                   run.work / "student_init.model")
+        write_json(run.work / "student_shape.json", asdict(shape))
+    if prior == "done":
+        plan = _extend_or_reuse_training(run)
+    elif prior == "resume" and run.plan_path.exists():
+        plan = _resume_training(run)
+    elif settings.epochs is not None:
+        plan = {"epochs": int(settings.epochs), "how": "fixed"}
+        write_json(run.plan_path, plan)
+        _finetune_student(run, plan["epochs"], resume=prior == "resume")
+    else:
+        plan = _budgeted_training(run, resume=prior == "resume")
+    run.timings["train_s"] = time.time() - t0
+    return plan
+
+
+def _extend_or_reuse_training(run: _DistillRun) -> dict[str, Any]:
+    """A finished student: train on to ``epochs`` when that is more than its plan had, else reuse it."""
+    from firemlip.io import write_json
+
+    settings = run.settings
+    plan = json.loads(run.plan_path.read_text()) if run.plan_path.exists() else {}
+    if settings.epochs is not None and settings.epochs > int(plan.get("epochs", 0)):
+        plan = {"epochs": int(settings.epochs), "how": "fixed (extended)"}
+        write_json(run.plan_path, plan)
+        run.say(f"extending the student's training to {plan['epochs']} epochs")
+        _finetune_student(run, plan["epochs"], resume=True)
+    else:
+        run.say("student already trained on this set; reusing it")
+    return plan
+
+
+def _resume_training(run: _DistillRun) -> dict[str, Any]:
+    """An interrupted student with a plan: continue it towards the plan's epochs, or a budgeted one until this
+    call's deadline (the budget counted from this call's start; the learning-rate schedule continues from the
+    checkpoint's progress towards it)."""
+    settings = run.settings
+    plan = json.loads(run.plan_path.read_text())
+    if plan.get("how") == "budget":
+        deadline = _training_deadline(settings, run.t_start, float(plan.get("setup_s", 0.0)))
+        run.say(f"resuming the student's budgeted training until this run's deadline "
+                f"({max(0.0, deadline - time.time()) / 60:.1f} min left)")
+        _finetune_student(run, settings.max_epochs, resume=True, deadline_unix_s=deadline)
+    else:
+        run.say(f"resuming student training towards {plan['epochs']} epochs")
+        _finetune_student(run, int(plan["epochs"]), resume=True)
+    return plan
+
+
+def _budgeted_training(run: _DistillRun, resume: bool) -> dict[str, Any]:
+    """Train a probe of ``probe_epochs`` (the start of the planned run), plan the epochs that fit the budget from
+    its epoch time (s), then train until the budget's deadline (at most ``max_epochs``)."""
+    from firemlip.io import write_json
+
+    settings = run.settings
+    probe = min(settings.probe_epochs, settings.max_epochs)
+    tp = time.time()
+    # the probe is the start of the planned run: its lr and stage follow max_epochs, not its own 2
+    _finetune_student(run, probe, resume=resume, schedule_epochs=settings.max_epochs)
+    probe_wall = time.time() - tp
+    per_epoch, overhead = _epoch_cost(run.train_dir / "log.csv", probe, probe_wall)
+    deadline = _training_deadline(settings, run.t_start, overhead)
+    left = deadline - time.time()
+    total = int(min(settings.max_epochs, probe + max(0, math.floor(left / max(per_epoch, 1e-3)))))
+    plan = {"epochs": total, "how": "budget", "probe_epoch_s": per_epoch, "setup_s": overhead,
+            "seconds_left": left}
+    write_json(run.plan_path, plan)
+    run.say(f"{per_epoch:.1f} s per epoch: about {total} epochs fit the budget; training until its deadline")
+    if total > probe:  # the plan is an estimate: the deadline ends the run, so epochs that turn out
+        # faster than the probe's use the rest of the budget too (the cosine follows the wall clock)
+        _finetune_student(run, settings.max_epochs, resume=True, deadline_unix_s=deadline)
+    return plan
+
+
+def _evaluate_student(run: _DistillRun, frames: _FrameSets) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """Step 6: copy the student to ``foundation.model`` and score it against the teacher on the held-out, the
+    validation and as many training frames (energies meV/atom, forces meV/Å); writes ``parity.png`` of the
+    held-out set. Returns (metrics by set, the model's info)."""
+    from firemlip.foundation import load_model, model_info
+    from firemlip.io import atomic_path
+    from firemlip.training.data import predict
+
+    settings = run.settings
+    t0 = time.time()
+    with atomic_path(run.out / "foundation.model", suffix=".model") as tmp:
+        shutil.copyfile(run.train_dir / "scratch.model", tmp)
+    student = load_model(run.out / "foundation.model", device=settings.device, dtype="float64")
+    info = model_info(student)
+    metrics = {}
+    for nm, fr in (("test", frames.test), ("valid", frames.valid), ("train", frames.train[:len(frames.test)])):
+        pred = predict(student, fr, device=settings.device, batch_size=settings.batch_size)
+        metrics[nm] = rmse_report(pred, fr)
+        if nm == "test":
+            plot_parity(pred, fr, run.out / "parity.png",
+                        f"student ({settings.size}) vs teacher {run.teacher}: held-out {len(fr)} frames")
+    run.timings["evaluate_s"] = time.time() - t0
+    return metrics, info
+
+
+def _prototype_table(scan: _PrototypeScan) -> dict[str, dict[str, Any]]:
+    """Per prototype: kind, equilibrium scale, energy, formation energy and energy above the hull (eV/atom), and
+    whether it is plausible, unbound or a reference only."""
+    return {p.name: {"kind": p.kind, "scale": scan.eq.get(p.name, (None,))[0],
+                     "energy_eV_atom": scan.eq.get(p.name, (None, None))[1],
+                     "formation_eV_atom": scan.ef.get(p.name), "above_hull_eV_atom": scan.ehull.get(p.name),
+                     "plausible": p in scan.plausible, "unbound": p.name in scan.unbound,
+                     "reference_only": p.kind == "molecule"}
+            for p in scan.protos}
+
+
+def _distill_report(run: _DistillRun, scan: _PrototypeScan, frames: _FrameSets, shape: MaceShape, *,
+                    n_user: int, n_md_runs: int, teacher_versions: dict[str, Any], plan: dict[str, Any],
+                    metrics: dict[str, dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+    """The run's ``report.json``: teacher, student, frame counts, prototypes, training and held-out metrics,
+    timings (s)."""
+    import torch
+
+    settings = run.settings
+    ft = json.loads((run.train_dir / "manifest.json").read_text())
+    counts: dict[str, int] = {}
+    for a in frames.all:
+        counts[a.info["config_type"]] = counts.get(a.info["config_type"], 0) + 1
+    return {
+        "teacher": run.teacher, "teacher_settings": run.tsettings, "teacher_versions": teacher_versions,
+        "elements": run.elements, "size": settings.size, "student_shape": asdict(shape), "device": settings.device,
+        "budget_minutes": settings.budget_minutes,
+        "heldout": metrics["test"], "valid": metrics["valid"], "train_subset": metrics["train"],
+        "n_frames": {"total": len(frames.all), "train": len(frames.train), "valid": len(frames.valid),
+                     "test": len(frames.test), "by_config_type": counts, "dropped": frames.dropped,
+                     "md_runs_this_call": n_md_runs},
+        "n_prototypes": len(scan.protos), "n_plausible": len(scan.plausible), "n_user_structures": n_user,
+        "prototypes": _prototype_table(scan),
+        "training": {"plan": plan, "summary": ft.get("summary", {}), "log": "work/train/log.csv"},
+        "student": {k: info[k] for k in ("elements", "r_max_A", "channels", "L", "hidden_irreps",
+                                         "num_interactions", "correlation", "parameters", "E0s_eV")},
+        "timings_s": {k: round(v, 2) for k, v in run.timings.items()},
+        "wall_time_s": round(time.time() - run.t_start, 2),
+        "within_budget": (time.time() - run.t_start) <= settings.budget_minutes * 60,
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def _manifest_extra(run: _DistillRun, report: Mapping[str, Any], teacher_versions: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's foundation record: this ``foundation.model`` and ``pretrain.extxyz`` as its pretraining and
+    replay data."""
+    return {
+        "foundation": {"file": "foundation.model", "made_by": "distill", "teacher": run.teacher,
+                       "size": run.settings.size, **report["student"]},
+        "pretraining_data": "pretrain.extxyz", "replay_data": "pretrain.extxyz",
+        "teacher_versions": teacher_versions, "n_frames": report["n_frames"],
+        "heldout": report["heldout"], "timings_s": report["timings_s"],
+    }
 
 
 def distill_from_config(cfg: Any, out_dir: str | os.PathLike[str], **overrides: Any) -> dict[str, Any]:
