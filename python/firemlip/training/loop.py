@@ -246,55 +246,90 @@ def plot_loss_curve(rows: list[dict[str, Any]], path: Path, title: str = "") -> 
 
 # ------------------------------------------------------------------------------------------ the loop
 
-def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, opts: FinetuneOptions,
-               device: str, seed: int, resume: bool, model_path: Path) -> dict[str, Any]:
-    """Run (or resume) the loop and save the best EMA model to ``model_path``. Returns a summary dict."""
-    import torch
-    from torch_ema import ExponentialMovingAverage
-    from tqdm import tqdm
+@dataclass
+class _Graphs:
+    """The run's mace graphs — task training and validation, replay (``fire`` only, weighted) and the replay
+    monitor — whether the loss (``with_stress``) and the validation (``valid_stress``) include stress, and how many
+    replay graphs each epoch draws (``n_replay``)."""
 
-    from firemlip.foundation import default_head, model_elements, model_heads
-    from firemlip.io import elements_of
-    from firemlip.models import save_model
-    from firemlip.training.data import frames_to_graphs, has_stress, loader
-    from firemlip.training.replay import draw_replay, replay_count
+    train: list
+    valid: list
+    replay: list
+    monitor: list
+    with_stress: bool
+    valid_stress: bool
+    n_replay: int
 
-    tdtype = getattr(torch, opts.dtype)
+
+@dataclass
+class _Optimiser:
+    """AMSGrad Adam, its ReduceLROnPlateau scheduler and the EMA of the weights (None when ``ema_decay`` is 0)."""
+
+    opt: Any
+    sched: Any
+    ema: Any
+
+
+def _select_head(foundation_model, opts: FinetuneOptions) -> tuple[str, int]:
+    """The head to train (``opts.head`` or the foundation's default) and its index among the model's heads."""
+    from firemlip.foundation import default_head, model_heads
+
     heads = model_heads(foundation_model)
     head = opts.head or default_head(foundation_model)
     if head not in heads:
         raise FiremlipError(f"finetune: head {head!r} not in the foundation (heads: {', '.join(heads)})")
-    head_index = heads.index(head)
+    return head, heads.index(head)
+
+
+def _initial_model(strategy: str, foundation_model, opts: FinetuneOptions, seed: int, device: str):
+    """The model to train: the foundation itself, or for ``scratch`` a fresh network of its shape; with ``zbl`` a
+    ZBL wall added; in the run's dtype on ``device``."""
+    import torch
 
     model = foundation_model if strategy != "scratch" else fresh_like(foundation_model, seed, opts.dtype)
     if opts.zbl:  # the audit's remedy: a ZBL wall at short range (scratch: fresh_like keeps an existing one)
         from firemlip.audit.zbl import add_zbl
 
         add_zbl(model)
-    model = model.to(tdtype).to(device)
-    e0_info: dict[str, float] | str = "foundation"
-    if opts.e0s in ("average", "estimated"):
-        els = model_elements(model)
-        old = model.atomic_energies_fn.atomic_energies.detach().cpu().double().numpy()
-        old = old[head_index] if old.ndim == 2 else old
-        old_e0 = {el: float(old[j]) for j, el in enumerate(els)}
-        predicted = None
-        if opts.e0s == "estimated" and strategy != "scratch":  # a fresh network predicts nothing to compare with
-            from firemlip.training.data import predict
+    return model.to(getattr(torch, opts.dtype)).to(device)
 
-            predicted = predict(model, data.train, device=device, head=head, compute_stress=False).energy
-        e0_info = refit_e0s(data.train, els, old_e0, predicted)
-        set_e0s(model, e0_info, head_index)
-        if data.replay:
-            # the replay labels use the foundation's energy zero: move them onto the task's (per element,
-            # E0_new - E0_old eV per atom), so replay constrains shapes, not the reference (forces unchanged).
-            # Exact for `estimated`; for `average` the shift also carries the foundation's mean interaction
-            # energy on the task frames, so there replay energies are consistent only if force-only.
-            shift = {el: float(e0_info[el]) - old_e0[el] for el in els if el in e0_info}
-            data.replay = [_shift_energy(a, shift) for a in data.replay]
-            data.monitor = [_shift_energy(a, shift) for a in data.monitor]
-    model = model.to(device)
-    model.train()
+
+def _refit_task_e0s(model, strategy: str, data: Prepared, opts: FinetuneOptions, head: str, head_index: int,
+                    device: str) -> dict[str, float] | str:
+    """With ``e0s`` = average | estimated, refit the head's per-element energies (eV) on the task frames and move
+    the replay and monitor labels onto the new energy zero (``data`` is updated). Returns the new E0s, or
+    ``"foundation"`` when the foundation's are kept."""
+    from firemlip.foundation import model_elements
+
+    if opts.e0s not in ("average", "estimated"):
+        return "foundation"
+    els = model_elements(model)
+    old = model.atomic_energies_fn.atomic_energies.detach().cpu().double().numpy()
+    old = old[head_index] if old.ndim == 2 else old
+    old_e0 = {el: float(old[j]) for j, el in enumerate(els)}
+    predicted = None
+    if opts.e0s == "estimated" and strategy != "scratch":  # a fresh network predicts nothing to compare with
+        from firemlip.training.data import predict
+
+        predicted = predict(model, data.train, device=device, head=head, compute_stress=False).energy
+    e0_info = refit_e0s(data.train, els, old_e0, predicted)
+    set_e0s(model, e0_info, head_index)
+    if data.replay:
+        # the replay labels use the foundation's energy zero: move them onto the task's (per element,
+        # E0_new - E0_old eV per atom), so replay constrains shapes, not the reference (forces unchanged).
+        # Exact for `estimated`; for `average` the shift also carries the foundation's mean interaction
+        # energy on the task frames, so there replay energies are consistent only if force-only.
+        shift = {el: float(e0_info[el]) - old_e0[el] for el in els if el in e0_info}
+        data.replay = [_shift_energy(a, shift) for a in data.replay]
+        data.monitor = [_shift_energy(a, shift) for a in data.monitor]
+    return e0_info
+
+
+def _make_graphs(strategy: str, model, data: Prepared, opts: FinetuneOptions, head: str) -> _Graphs:
+    """The run's graphs (replay frames weighted by ``replay_weight`` and ``replay_energy_weight``); stress enters
+    the loss only when every frame is periodic and some carry ``REF_stress``."""
+    from firemlip.training.data import frames_to_graphs, has_stress
+    from firemlip.training.replay import replay_count
 
     train_g = frames_to_graphs(data.train, model, head=head, dtype=opts.dtype)
     valid_g = frames_to_graphs(data.valid, model, head=head, dtype=opts.dtype)
@@ -310,39 +345,167 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
     with_stress = opts.stress_weight > 0 and all(all(a.pbc) for a in all_frames) and \
         any("REF_stress" in a.info for a in all_frames)
     valid_stress = with_stress and has_stress(data.valid)
-    monitor_stress = False
     n_replay = replay_count(len(train_g), opts.replay_ratio) if replay_g else 0
+    return _Graphs(train_g, valid_g, replay_g, monitor_g, with_stress, valid_stress, n_replay)
+
+
+def _make_optimiser(model, opts: FinetuneOptions) -> _Optimiser:
+    """AMSGrad Adam (``lr``, ``weight_decay``), ReduceLROnPlateau (``lr_factor``, ``scheduler_patience``) and the
+    EMA (``ema_decay``) over the model's parameters."""
+    import torch
+    from torch_ema import ExponentialMovingAverage
 
     opt = torch.optim.Adam(model.parameters(), lr=opts.lr, amsgrad=True, weight_decay=opts.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=opts.lr_factor,
                                                        patience=opts.scheduler_patience)
     ema = ExponentialMovingAverage(model.parameters(), decay=opts.ema_decay) if opts.ema_decay else None
+    return _Optimiser(opt, sched, ema)
 
-    ckpt_path = out_dir / "checkpoints" / "last.pt"
-    state: dict[str, Any] = {"epoch": -1, "history": [], "best_loss": float("inf"), "best_epoch": -1,
-                             "best_state": None, "bad_epochs": 0, "stage": 1, "done": False}
-    if resume and ckpt_path.exists():
-        try:
-            ck = torch.load(ckpt_path, map_location=device, weights_only=False)
-        except Exception as exc:
-            raise FiremlipError(f"{ckpt_path}: unreadable checkpoint ({type(exc).__name__}); remove it to start "
-                                f"again") from None
-        if ck.get("strategy") != strategy:
-            raise FiremlipError(f"{ckpt_path}: checkpoint is of strategy {ck.get('strategy')!r}, not {strategy!r}; "
-                                f"use another output directory or drop --resume")
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        sched.load_state_dict(ck["scheduler"])
-        if ema is not None and ck.get("ema") is not None:
-            ema.load_state_dict(ck["ema"])
-        state = ck["state"]
-        # a run that ended by reaching its epoch count can be extended by asking for more epochs
-        if state["done"] and not state.get("stopped_early") and state["epoch"] < opts.epochs - 1:
-            state["done"] = False
-        print(f"firemlip finetune: resuming {strategy} after epoch {state['epoch']} from {ckpt_path}",
-              file=sys.stderr)
-    elif resume:
+
+def _fresh_state() -> dict[str, Any]:
+    """The loop's state before its first epoch."""
+    return {"epoch": -1, "history": [], "best_loss": float("inf"), "best_epoch": -1, "best_state": None,
+            "bad_epochs": 0, "stage": 1, "done": False}
+
+
+def _start_state(strategy: str, model, optim: _Optimiser, opts: FinetuneOptions, device: str, resume: bool,
+                 ckpt_path: Path) -> dict[str, Any]:
+    """A fresh state, or with ``resume`` the checkpoint's (model, optimiser, scheduler and EMA restored from it);
+    a finished run that reached its epoch count is reopened when more epochs are asked for."""
+    import torch
+
+    if not resume:
+        return _fresh_state()
+    if not ckpt_path.exists():
         print(f"firemlip finetune: no checkpoint in {ckpt_path.parent}; starting from epoch 0", file=sys.stderr)
+        return _fresh_state()
+    try:
+        ck = torch.load(ckpt_path, map_location=device, weights_only=False)
+    except Exception as exc:
+        raise FiremlipError(f"{ckpt_path}: unreadable checkpoint ({type(exc).__name__}); remove it to start "
+                            f"again") from None
+    if ck.get("strategy") != strategy:
+        raise FiremlipError(f"{ckpt_path}: checkpoint is of strategy {ck.get('strategy')!r}, not {strategy!r}; "
+                            f"use another output directory or drop --resume")
+    model.load_state_dict(ck["model"])
+    optim.opt.load_state_dict(ck["optimizer"])
+    optim.sched.load_state_dict(ck["scheduler"])
+    if optim.ema is not None and ck.get("ema") is not None:
+        optim.ema.load_state_dict(ck["ema"])
+    state = ck["state"]
+    # a run that ended by reaching its epoch count can be extended by asking for more epochs
+    if state["done"] and not state.get("stopped_early") and state["epoch"] < opts.epochs - 1:
+        state["done"] = False
+    print(f"firemlip finetune: resuming {strategy} after epoch {state['epoch']} from {ckpt_path}", file=sys.stderr)
+    return state
+
+
+def _deadline_stops(epoch: int, last_wall_s: float, opts: FinetuneOptions, state: dict[str, Any]) -> bool:
+    """Whether the time budget ends before another epoch (lasting 1.1 × the last one's ``last_wall_s``, s) would;
+    if so the state is marked done, stopped at the deadline."""
+    if opts.deadline_unix_s is None or last_wall_s <= 0 or time.time() + 1.1 * last_wall_s <= opts.deadline_unix_s:
+        return False
+    state["done"] = True
+    state["stopped_at_deadline"] = epoch
+    print(f"firemlip finetune: stopping before epoch {epoch}: the time budget ends before another epoch "
+          f"({last_wall_s:.1f} s) would", file=sys.stderr)
+    return True
+
+
+def _schedule_epoch(progress: float, opt, opts: FinetuneOptions, state: dict[str, Any]) -> tuple[int, float]:
+    """Set the stage and learning rate for an epoch at schedule ``progress`` (0–1): stage two from
+    ``stage_two_start`` on (with ``plateau``, its lower lr), the cosine lr from ``lr`` to ``lr``/100. Returns the
+    stage and its per-atom energy weight."""
+    state["progress"] = progress
+    stage = 2 if state["stage"] == 2 or (opts.stage_two_start and progress >= opts.stage_two_start) else 1
+    if stage == 2 and state["stage"] == 1:
+        if opts.lr_schedule == "plateau":  # cosine keeps its own decay; stage two only reweights energies
+            for g in opt.param_groups:
+                g["lr"] = opts.stage_two_lr if opts.stage_two_lr else opts.lr / 10
+        state["stage"] = 2
+        state["bad_epochs"] = 0
+        # stage two is chosen by its own loss (energy-heavy): a stage-one model would always win on the
+        # stage-one loss as stage two trades some force error for energy, and the stage would be thrown away
+        state["best_loss"] = float("inf")
+    if opts.lr_schedule == "cosine":
+        lr_min = opts.lr / 100
+        for g in opt.param_groups:
+            g["lr"] = lr_min + 0.5 * (opts.lr - lr_min) * (1 + math.cos(math.pi * progress))
+    return stage, opts.stage_two_energy_weight if stage == 2 else opts.energy_weight
+
+
+def _train_epoch(model, optim: _Optimiser, epoch_graphs: list, opts: FinetuneOptions, energy_weight: float,
+                 with_stress: bool, device: str, seed: int, epoch: int) -> float:
+    """One pass over ``epoch_graphs`` in a seeded order (gradient clipping, EMA update per step). Returns the
+    mean training loss per graph."""
+    import torch
+
+    from firemlip.training.data import loader
+
+    order = np.random.default_rng([int(seed), int(epoch), 1]).permutation(len(epoch_graphs))
+    tot, ng = 0.0, 0
+    for batch in loader(epoch_graphs, opts.batch_size, order):
+        batch = batch.to(device)
+        optim.opt.zero_grad(set_to_none=True)
+        out = model(batch.to_dict(), training=True, compute_force=True, compute_stress=with_stress)
+        loss = _loss_terms(batch, out, energy_weight, opts.forces_weight, opts.stress_weight, with_stress)
+        if not torch.isfinite(loss):
+            raise FiremlipError(f"finetune: loss became {float(loss)} at epoch {epoch} (lower --lr or check "
+                                f"the labels' units)")
+        loss.backward()
+        if opts.clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
+        optim.opt.step()
+        if optim.ema is not None:
+            optim.ema.update()
+        tot += float(loss.detach()) * int(batch.num_graphs)
+        ng += int(batch.num_graphs)
+    return tot / max(ng, 1)
+
+
+def _validate_epoch(model, ema, graphs: _Graphs, opts: FinetuneOptions, device: str, energy_weight: float,
+                    state: dict[str, Any], epoch: int) -> tuple[dict[str, float], dict[str, float] | None, bool]:
+    """Validation (and replay-monitor) loss and RMSEs with the EMA weights; a better validation loss makes these
+    weights the best state. Returns (validation, monitor or None, improved)."""
+    with ema.average_parameters() if ema is not None else _nullcontext():
+        val = _evaluate(model, graphs.valid, opts, device, graphs.valid_stress, energy_weight)
+        mon = _evaluate(model, graphs.monitor, opts, device, False) if graphs.monitor else None
+        improved = val["loss"] < state["best_loss"]
+        if improved:
+            state["best_loss"] = val["loss"]
+            state["best_epoch"] = epoch
+            state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return val, mon, improved
+
+
+def _log_row(epoch: int, stage: int, lr: float, n_task: int, n_replay: int, train_loss: float,
+             val: dict[str, float], mon: dict[str, float] | None, epoch_time_s: float, epoch_wall_s: float,
+             improved: bool) -> dict[str, Any]:
+    """One epoch's row of ``log.csv`` (fields :data:`LOG_FIELDS`; RMSEs meV/atom and meV/Å, times s)."""
+    return {"epoch": epoch, "stage": stage, "lr": lr, "n_task": n_task, "n_replay": n_replay,
+            "train_loss": train_loss, "valid_loss": val["loss"],
+            "valid_rmse_e_meV_atom": val["rmse_e"], "valid_rmse_f_meV_A": val["rmse_f"],
+            "replay_rmse_e_meV_atom": mon["rmse_e"] if mon else "",
+            "replay_rmse_f_meV_A": mon["rmse_f"] if mon else "", "epoch_time_s": epoch_time_s,
+            "epoch_wall_s": epoch_wall_s, "best": int(improved)}
+
+
+def _save_checkpoint(strategy: str, model, optim: _Optimiser, state: dict[str, Any], opts: FinetuneOptions,
+                     seed: int, ckpt_path: Path) -> None:
+    """The checkpoint ``--resume`` continues from: weights, optimiser, scheduler, EMA, loop state and options."""
+    _save_atomic({"strategy": strategy, "model": model.state_dict(), "optimizer": optim.opt.state_dict(),
+                  "scheduler": optim.sched.state_dict(),
+                  "ema": optim.ema.state_dict() if optim.ema is not None else None,
+                  "state": state, "options": opts.model_dump(), "seed": seed}, ckpt_path)
+
+
+def _run_epochs(strategy: str, model, graphs: _Graphs, optim: _Optimiser, state: dict[str, Any],
+                opts: FinetuneOptions, device: str, seed: int, out_dir: Path, ckpt_path: Path) -> None:
+    """The epochs from the state's next one to ``epochs``, until early stopping or the deadline; each epoch is
+    checkpointed and logged to ``log.csv``."""
+    from tqdm import tqdm
+
+    from firemlip.training.replay import draw_replay
 
     start = state["epoch"] + 1
     # with a deadline the schedule runs on wall time from here to the deadline (see schedule_progress)
@@ -352,84 +515,28 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
                file=sys.stderr, initial=start, total=opts.epochs)
     last_wall = 0.0
     for epoch in bar:
-        if state["done"]:
-            break
-        if opts.deadline_unix_s is not None and last_wall > 0 and \
-                time.time() + 1.1 * last_wall > opts.deadline_unix_s:
-            state["done"] = True
-            state["stopped_at_deadline"] = epoch
-            print(f"firemlip finetune: stopping before epoch {epoch}: the time budget ends before another epoch "
-                  f"({last_wall:.1f} s) would", file=sys.stderr)
+        if state["done"] or _deadline_stops(epoch, last_wall, opts, state):
             break
         p = schedule_progress(epoch, opts.schedule_epochs or opts.epochs, schedule_t0, time.time(),
                               opts.deadline_unix_s, start_progress)
-        state["progress"] = p
-        stage = 2 if state["stage"] == 2 or (opts.stage_two_start and p >= opts.stage_two_start) else 1
-        if stage == 2 and state["stage"] == 1:
-            if opts.lr_schedule == "plateau":  # cosine keeps its own decay; stage two only reweights energies
-                for g in opt.param_groups:
-                    g["lr"] = opts.stage_two_lr if opts.stage_two_lr else opts.lr / 10
-            state["stage"] = 2
-            state["bad_epochs"] = 0
-            # stage two is chosen by its own loss (energy-heavy): a stage-one model would always win on the
-            # stage-one loss as stage two trades some force error for energy, and the stage would be thrown away
-            state["best_loss"] = float("inf")
-        if opts.lr_schedule == "cosine":
-            lr_min = opts.lr / 100
-            for g in opt.param_groups:
-                g["lr"] = lr_min + 0.5 * (opts.lr - lr_min) * (1 + math.cos(math.pi * p))
-        e_w = opts.stage_two_energy_weight if stage == 2 else opts.energy_weight
+        stage, e_w = _schedule_epoch(p, optim.opt, opts, state)
         t0 = time.perf_counter()
-        idx = draw_replay(len(replay_g), n_replay, seed, epoch)
-        epoch_graphs = list(train_g) + [replay_g[i] for i in idx]
-        order = np.random.default_rng([int(seed), int(epoch), 1]).permutation(len(epoch_graphs))
-        tot, ng = 0.0, 0
-        for batch in loader(epoch_graphs, opts.batch_size, order):
-            batch = batch.to(device)
-            opt.zero_grad(set_to_none=True)
-            out = model(batch.to_dict(), training=True, compute_force=True, compute_stress=with_stress)
-            loss = _loss_terms(batch, out, e_w, opts.forces_weight, opts.stress_weight, with_stress)
-            if not torch.isfinite(loss):
-                raise FiremlipError(f"finetune: loss became {float(loss)} at epoch {epoch} (lower --lr or check "
-                                    f"the labels' units)")
-            loss.backward()
-            if opts.clip_grad:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_grad)
-            opt.step()
-            if ema is not None:
-                ema.update()
-            tot += float(loss.detach()) * int(batch.num_graphs)
-            ng += int(batch.num_graphs)
+        idx = draw_replay(len(graphs.replay), graphs.n_replay, seed, epoch)
+        epoch_graphs = list(graphs.train) + [graphs.replay[i] for i in idx]
+        train_loss = _train_epoch(model, optim, epoch_graphs, opts, e_w, graphs.with_stress, device, seed, epoch)
         epoch_time = time.perf_counter() - t0
-        ctx = ema.average_parameters() if ema is not None else _nullcontext()
-        with ctx:
-            val = _evaluate(model, valid_g, opts, device, valid_stress, e_w)
-            mon = _evaluate(model, monitor_g, opts, device, monitor_stress) if monitor_g else None
-            improved = val["loss"] < state["best_loss"]
-            if improved:
-                state["best_loss"] = val["loss"]
-                state["best_epoch"] = epoch
-                state["best_state"] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        epoch_wall = time.perf_counter() - t0
-        last_wall = epoch_wall
+        val, mon, improved = _validate_epoch(model, optim.ema, graphs, opts, device, e_w, state, epoch)
+        last_wall = time.perf_counter() - t0
         if stage == 1 and opts.lr_schedule == "plateau":
-            sched.step(val["loss"])
+            optim.sched.step(val["loss"])
         state["bad_epochs"] = 0 if improved else state["bad_epochs"] + 1
-        row = {"epoch": epoch, "stage": stage, "lr": float(opt.param_groups[0]["lr"]), "n_task": len(train_g),
-               "n_replay": int(len(idx)), "train_loss": tot / max(ng, 1), "valid_loss": val["loss"],
-               "valid_rmse_e_meV_atom": val["rmse_e"], "valid_rmse_f_meV_A": val["rmse_f"],
-               "replay_rmse_e_meV_atom": mon["rmse_e"] if mon else "",
-               "replay_rmse_f_meV_A": mon["rmse_f"] if mon else "", "epoch_time_s": epoch_time,
-               "epoch_wall_s": epoch_wall,
-               "best": int(improved)}
-        state["history"].append(row)
+        state["history"].append(_log_row(epoch, stage, float(optim.opt.param_groups[0]["lr"]), len(graphs.train),
+                                         int(len(idx)), train_loss, val, mon, epoch_time, last_wall, improved))
         state["epoch"] = epoch
         stop = state["bad_epochs"] >= opts.patience and (not opts.stage_two_start or stage == 2)
         state["stopped_early"] = stop
         state["done"] = stop or epoch == opts.epochs - 1
-        _save_atomic({"strategy": strategy, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                      "scheduler": sched.state_dict(), "ema": ema.state_dict() if ema is not None else None,
-                      "state": state, "options": opts.model_dump(), "seed": seed}, ckpt_path)
+        _save_checkpoint(strategy, model, optim, state, opts, seed, ckpt_path)
         _write_log(out_dir / "log.csv", state["history"])
         bar.set_postfix(valid_F=f"{val['rmse_f']:.1f}", valid_E=f"{val['rmse_e']:.1f}")
         if stop:
@@ -437,6 +544,12 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
                   f"validation loss)", file=sys.stderr)
             break
     bar.close()
+
+
+def _save_best(model, ema, state: dict[str, Any], strategy: str, out_dir: Path, model_path: Path) -> None:
+    """Save the best (EMA) weights — else the final EMA weights — as the whole model at ``model_path``, with
+    ``log.csv`` and ``loss_curve.png`` in ``out_dir``."""
+    from firemlip.models import save_model
 
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
@@ -447,14 +560,39 @@ def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, o
     if state["history"]:
         _write_log(out_dir / "log.csv", state["history"])
         plot_loss_curve(state["history"], out_dir / "loss_curve.png", title=f"{strategy}: {model_path.name}")
+
+
+def _summary(state: dict[str, Any], graphs: _Graphs, e0_info: dict[str, float] | str,
+             data: Prepared) -> dict[str, Any]:
+    """The run's summary: epochs run, best epoch and validation loss, mean epoch times (s), replay per epoch,
+    E0s (eV), whether stress was in the loss, the deadline stop and the training elements."""
+    from firemlip.io import elements_of
+
     times = [r["epoch_time_s"] for r in state["history"]]
     walls = [r.get("epoch_wall_s", r["epoch_time_s"]) for r in state["history"]]
     return {"epochs_run": len(state["history"]), "best_epoch": state["best_epoch"],
             "best_valid_loss": state["best_loss"], "epoch_time_s_mean": float(np.mean(times)) if times else None,
             "epoch_wall_s_mean": float(np.mean(walls)) if walls else None,
-            "replay_per_epoch": n_replay, "e0s": e0_info, "stress_in_loss": with_stress,
+            "replay_per_epoch": graphs.n_replay, "e0s": e0_info, "stress_in_loss": graphs.with_stress,
             "stopped_at_deadline": state.get("stopped_at_deadline"),
             "train_elements": elements_of(data.train)}
+
+
+def train_loop(strategy: str, foundation_model, data: Prepared, out_dir: Path, opts: FinetuneOptions,
+               device: str, seed: int, resume: bool, model_path: Path) -> dict[str, Any]:
+    """Run (or resume) the loop and save the best EMA model to ``model_path``. Returns a summary dict."""
+    head, head_index = _select_head(foundation_model, opts)
+    model = _initial_model(strategy, foundation_model, opts, seed, device)
+    e0_info = _refit_task_e0s(model, strategy, data, opts, head, head_index, device)
+    model = model.to(device)
+    model.train()
+    graphs = _make_graphs(strategy, model, data, opts, head)
+    optim = _make_optimiser(model, opts)
+    ckpt_path = out_dir / "checkpoints" / "last.pt"
+    state = _start_state(strategy, model, optim, opts, device, resume, ckpt_path)
+    _run_epochs(strategy, model, graphs, optim, state, opts, device, seed, out_dir, ckpt_path)
+    _save_best(model, optim.ema, state, strategy, out_dir, model_path)
+    return _summary(state, graphs, e0_info, data)
 
 
 class _nullcontext:
