@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -74,18 +75,32 @@ def audit(model: PathLike, structures: PathLike, out_dir: PathLike = "audit", tr
         return _audit(model, structures, out_dir, train, device, skip, progress, settings, thresholds)
 
 
-def _audit(model: PathLike, structures: PathLike, out_dir: PathLike, train: PathLike | None, device: str,
-           skip: Sequence[str], progress: bool, settings: AuditSettings | None, thresholds: dict) -> dict:
-    from firemlip.audit.coverage import coverage_gate, trusted_ranges
-    from firemlip.audit.holes import hole_hunt
-    from firemlip.audit.mdgrid import md_grid
-    from firemlip.audit.pairs import host_scans, pair_scans
-    from firemlip.audit.report import plot_holes, plot_host_scans, plot_md_grid, plot_pair_scans, summary_text
-    from firemlip.audit.zbl import has_zbl
-    from firemlip.foundation import check_elements, load_model, model_elements, resolve_foundation
-    from firemlip.io import read_frames, write_frames, write_json
-    from firemlip.workflow.manifest import stage_manifest
+@dataclass
+class _AuditRun:
+    """What the gates share: the loaded model (``net``, from ``model_path``), the host frames, the trusted pair
+    ranges (Å), the settings, the device, the output directory, whether training data was given and the list of
+    files written to the output directory so far."""
 
+    net: Any
+    model_path: PathLike
+    host: list
+    ranges: dict[str, dict]
+    settings: AuditSettings
+    device: str
+    progress: bool
+    out: Path
+    have_train: bool
+    outputs: list[str] = field(default_factory=lambda: ["audit.json"])
+
+
+def _skipped(reason: str = "skipped on request") -> dict:
+    """The record of a gate that did not run (it counts as passed)."""
+    return {"status": "skipped", "passed": True, "reason": reason}
+
+
+def _resolve_settings(settings: AuditSettings | None, thresholds: dict, skip: Sequence[str]) -> AuditSettings:
+    """The audit's settings (given, or built from keyword ``thresholds``), validated; an error for both at once or
+    for an unknown gate in ``skip``."""
     if settings is None:
         settings = AuditSettings.from_kwargs(**thresholds)
     elif thresholds:
@@ -95,20 +110,170 @@ def _audit(model: PathLike, structures: PathLike, out_dir: PathLike, train: Path
     unknown = sorted(set(skip) - set(GATES))
     if unknown:
         raise FiremlipError(f"audit: unknown gate(s) to skip {', '.join(unknown)} (gates: {', '.join(GATES)})")
-    t0 = time.time()
+    return settings
+
+
+def _load_audited_model(model: PathLike, device: str, settings: AuditSettings) -> tuple[PathLike, Any]:
+    """Resolve and load the model (float64, eval mode); an error when the scans would start at or beyond its
+    cut-off (Å). Returns (its path, the model)."""
+    from firemlip.foundation import load_model, resolve_foundation
+
     model_path = resolve_foundation(model)
     net = load_model(model_path, device=device, dtype="float64")
     net.eval()
-    elements = model_elements(net)
     r_cut = float(net.r_max)
     if settings.scan_start_A >= r_cut:
         raise FiremlipError(f"audit: scan_start_A = {settings.scan_start_A:g} Å is not below the model's cut-off "
                             f"{r_cut:g} Å")
+    return model_path, net
+
+
+def _read_train(train: PathLike | None, net) -> list | None:
+    """The training frames (their elements checked against the model), or None without a training file."""
+    from firemlip.foundation import check_elements
+    from firemlip.io import read_frames
+
+    if train is None:
+        return None
+    train_frames = read_frames(train, what="training file")
+    check_elements(net, train_frames, train)
+    return train_frames
+
+
+def _curve_thresholds(settings: AuditSettings) -> dict[str, float]:
+    """The thresholds the pair and host scans share (Å, eV, eV/Å)."""
+    return {"trust_margin": settings.trust_margin, "wall_height_eV": settings.wall_height_eV,
+            "force_tolerance_eV_A": settings.force_tolerance_eV_A, "min_rise_eV": settings.min_rise_eV,
+            "scan_start_A": settings.scan_start_A}
+
+
+def _coverage(run: _AuditRun) -> dict:
+    """Gate ``coverage``: every host pair has training data."""
+    from firemlip.audit.coverage import coverage_gate
+
+    g = coverage_gate(run.ranges, run.have_train)
+    g["thresholds"] = {"trust_margin": run.settings.trust_margin,
+                       "default_trust_factor": run.settings.default_trust_factor}
+    return g
+
+
+def _pair_scan(run: _AuditRun) -> dict:
+    """Gate ``pair_scan``: dimer scans of every element pair (``pair_scans.png``)."""
+    from firemlip.audit.pairs import pair_scans
+    from firemlip.audit.report import plot_pair_scans
+
+    t1 = time.time()
+    g = pair_scans(run.net, run.ranges, run.settings, run.device)
+    g["wall_s"] = time.time() - t1
+    g["thresholds"] = {**_curve_thresholds(run.settings), "scan_step_A": run.settings.scan_step_A}
+    plot_pair_scans(g, run.out / "pair_scans.png", run.settings.wall_height_eV)
+    run.outputs.append("pair_scans.png")
+    return g
+
+
+def _host_scan(run: _AuditRun) -> dict:
+    """Gate ``host_scan``: pair approaches inside host frames (``host_scans.png`` when any were scanned)."""
+    from firemlip.audit.pairs import host_scans
+    from firemlip.audit.report import plot_host_scans
+
+    t1 = time.time()
+    g = host_scans(run.net, run.host, run.ranges, run.settings, run.device)
+    g["wall_s"] = time.time() - t1
+    g["thresholds"] = {**_curve_thresholds(run.settings), "host_scan_step_A": run.settings.host_scan_step_A,
+                       "host_scan_frames": run.settings.host_scan_frames}
+    if g["scans"]:
+        plot_host_scans(g, run.out / "host_scans.png", run.settings.wall_height_eV)
+        run.outputs.append("host_scans.png")
+    return g
+
+
+def _hole_hunt(run: _AuditRun) -> dict:
+    """Gate ``hole_hunt``: compressed, rattled and inserted frames relaxed in search of holes (``holes.png``;
+    ``holes.extxyz`` when any were found)."""
+    from firemlip.audit.holes import hole_hunt
+    from firemlip.audit.report import plot_holes
+    from firemlip.io import write_frames
+
+    holes_path = run.out / "holes.extxyz"
+    t1 = time.time()
+    g, holes = hole_hunt(run.net, run.host, run.settings, run.device, run.progress)
+    g["wall_s"] = time.time() - t1
+    g["thresholds"] = {k: getattr(run.settings, k) for k in (
+        "hole_factor", "hole_trials", "compression_range", "rattle_A", "insert_factor_range",
+        "relax_steps", "relax_fmax_eV_A")}
+    g["holes_file"] = None
+    if holes:
+        write_frames(holes_path, holes)
+        g["holes_file"] = str(holes_path)
+        run.outputs.append(holes_path.name)
+    plot_holes(g, run.out / "holes.png")
+    run.outputs.append("holes.png")
+    return g
+
+
+def _md_grid(run: _AuditRun) -> dict:
+    """Gate ``md_grid``: MD of the first host frame over temperatures and seeds (``md_grid/``, ``md_grid.png``)."""
+    from firemlip.audit.mdgrid import md_grid
+    from firemlip.audit.report import plot_md_grid
+
+    t1 = time.time()
+    g = md_grid(run.model_path, run.host[0], run.settings, run.out / "md_grid", run.device, run.progress)
+    g["wall_s"] = time.time() - t1
+    g["thresholds"] = {k: getattr(run.settings, k) for k in (
+        "md_temperatures_K", "md_seeds", "md_steps", "md_timestep_fs", "min_stable_fraction")}
+    plot_md_grid(g, run.out / "md_grid.png")
+    run.outputs.append("md_grid.png")
+    return g
+
+
+def _skip_reason(gate: str, skip: Sequence[str], settings: AuditSettings) -> str | None:
+    """Why ``gate`` does not run (asked to skip, or its size setting is 0), or None when it runs."""
+    if gate in skip:
+        return "skipped on request"
+    size = {"host_scan": "host_scan_frames", "hole_hunt": "hole_trials", "md_grid": "md_steps"}.get(gate)
+    if size is not None and getattr(settings, size) == 0:
+        return f"{size} = 0"
+    return None
+
+
+#: the gates in the order they run (names as in :data:`firemlip.audit.report.GATES`)
+_GATE_RUNNERS: dict[str, Callable[[_AuditRun], dict]] = {
+    "coverage": _coverage, "pair_scan": _pair_scan, "host_scan": _host_scan, "hole_hunt": _hole_hunt,
+    "md_grid": _md_grid}
+
+
+def _run_gates(run: _AuditRun, skip: Sequence[str]) -> dict[str, dict]:
+    """Every gate in order, each either run or recorded as skipped; each gets its ``status`` (pass | fail |
+    skipped)."""
+    holes_path = run.out / "holes.extxyz"
+    if holes_path.exists():
+        holes_path.unlink()  # a stale file from an earlier audit would mislead
+    gates: dict[str, dict] = {}
+    for name, gate in _GATE_RUNNERS.items():
+        reason = _skip_reason(name, skip, run.settings)
+        gates[name] = _skipped(reason) if reason else gate(run)
+    for v in gates.values():
+        v.setdefault("status", "pass" if v["passed"] else "fail")
+    return gates
+
+
+def _audit(model: PathLike, structures: PathLike, out_dir: PathLike, train: PathLike | None, device: str,
+           skip: Sequence[str], progress: bool, settings: AuditSettings | None, thresholds: dict) -> dict:
+    """:func:`audit` inside the thread setting: load and check the inputs, run the gates in the stage's manifest
+    and write ``audit.json``."""
+    from firemlip.audit.coverage import trusted_ranges
+    from firemlip.audit.report import summary_text
+    from firemlip.audit.zbl import has_zbl
+    from firemlip.foundation import model_elements
+    from firemlip.io import write_json
+    from firemlip.workflow.manifest import stage_manifest
+
+    settings = _resolve_settings(settings, thresholds, skip)
+    t0 = time.time()
+    model_path, net = _load_audited_model(model, device, settings)
+    elements = model_elements(net)
     host = _read_host(structures, net)
-    train_frames = None
-    if train is not None:
-        train_frames = read_frames(train, what="training file")
-        check_elements(net, train_frames, train)
+    train_frames = _read_train(train, net)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     inputs: dict[str, PathLike] = {"model": model_path, "structures": structures}
@@ -117,86 +282,21 @@ def _audit(model: PathLike, structures: PathLike, out_dir: PathLike, train: Path
     params = {"device": device, "skip": sorted(skip), **settings.to_dict()}
 
     with stage_manifest("audit", out, inputs, params) as rec:
-        ranges = trusted_ranges(elements, r_cut, train_frames, host, settings.default_trust_factor)
-        gates: dict[str, dict] = {}
-        outputs = ["audit.json"]
-
-        def skipped(reason: str = "skipped on request") -> dict:
-            return {"status": "skipped", "passed": True, "reason": reason}
-
-        g = coverage_gate(ranges, train_frames is not None)
-        g["thresholds"] = {"trust_margin": settings.trust_margin,
-                           "default_trust_factor": settings.default_trust_factor}
-        gates["coverage"] = skipped() if "coverage" in skip else g
-        curve_thr = {"trust_margin": settings.trust_margin, "wall_height_eV": settings.wall_height_eV,
-                     "force_tolerance_eV_A": settings.force_tolerance_eV_A, "min_rise_eV": settings.min_rise_eV,
-                     "scan_start_A": settings.scan_start_A}
-        if "pair_scan" in skip:
-            gates["pair_scan"] = skipped()
-        else:
-            t1 = time.time()
-            g = pair_scans(net, ranges, settings, device)
-            g["wall_s"] = time.time() - t1
-            g["thresholds"] = {**curve_thr, "scan_step_A": settings.scan_step_A}
-            gates["pair_scan"] = g
-            plot_pair_scans(g, out / "pair_scans.png", settings.wall_height_eV)
-            outputs.append("pair_scans.png")
-        if "host_scan" in skip or settings.host_scan_frames == 0:
-            gates["host_scan"] = skipped("skipped on request" if "host_scan" in skip else "host_scan_frames = 0")
-        else:
-            t1 = time.time()
-            g = host_scans(net, host, ranges, settings, device)
-            g["wall_s"] = time.time() - t1
-            g["thresholds"] = {**curve_thr, "host_scan_step_A": settings.host_scan_step_A,
-                               "host_scan_frames": settings.host_scan_frames}
-            gates["host_scan"] = g
-            if g["scans"]:
-                plot_host_scans(g, out / "host_scans.png", settings.wall_height_eV)
-                outputs.append("host_scans.png")
-        holes_path = out / "holes.extxyz"
-        if holes_path.exists():
-            holes_path.unlink()  # a stale file from an earlier audit would mislead
-        if "hole_hunt" in skip or settings.hole_trials == 0:
-            gates["hole_hunt"] = skipped("skipped on request" if "hole_hunt" in skip else "hole_trials = 0")
-        else:
-            t1 = time.time()
-            g, holes = hole_hunt(net, host, settings, device, progress)
-            g["wall_s"] = time.time() - t1
-            g["thresholds"] = {k: getattr(settings, k) for k in (
-                "hole_factor", "hole_trials", "compression_range", "rattle_A", "insert_factor_range",
-                "relax_steps", "relax_fmax_eV_A")}
-            g["holes_file"] = None
-            if holes:
-                write_frames(holes_path, holes)
-                g["holes_file"] = str(holes_path)
-                outputs.append(holes_path.name)
-            gates["hole_hunt"] = g
-            plot_holes(g, out / "holes.png")
-            outputs.append("holes.png")
-        if "md_grid" in skip or settings.md_steps == 0:
-            gates["md_grid"] = skipped("skipped on request" if "md_grid" in skip else "md_steps = 0")
-        else:
-            t1 = time.time()
-            g = md_grid(model_path, host[0], settings, out / "md_grid", device, progress)
-            g["wall_s"] = time.time() - t1
-            g["thresholds"] = {k: getattr(settings, k) for k in (
-                "md_temperatures_K", "md_seeds", "md_steps", "md_timestep_fs", "min_stable_fraction")}
-            gates["md_grid"] = g
-            plot_md_grid(g, out / "md_grid.png")
-            outputs.append("md_grid.png")
-        for v in gates.values():
-            v.setdefault("status", "pass" if v["passed"] else "fail")
+        ranges = trusted_ranges(elements, float(net.r_max), train_frames, host, settings.default_trust_factor)
+        run = _AuditRun(net, model_path, host, ranges, settings, device, progress, out, train_frames is not None)
+        gates = _run_gates(run, skip)
         result = {
             "passed": all(v["passed"] for v in gates.values()),
             "gates": gates,
-            "model": {"path": str(model_path), "elements": elements, "r_max_A": r_cut, "zbl": has_zbl(net)},
+            "model": {"path": str(model_path), "elements": elements, "r_max_A": float(net.r_max),
+                      "zbl": has_zbl(net)},
             "host": {"path": os.fspath(structures), "frames": len(host), "atoms": len(host[0])},
             "train": os.fspath(train) if train is not None else None,
             "settings": settings.to_dict(), "device": device, "out_dir": str(out),
-            "wall_s": time.time() - t0, "outputs": outputs,
+            "wall_s": time.time() - t0, "outputs": run.outputs,
         }
         result["summary"] = summary_text(result)
         write_json(out / "audit.json", result)
-        rec.outputs = outputs
+        rec.outputs = run.outputs
         rec.extra = {"passed": result["passed"], "gates": {k: v["status"] for k, v in gates.items()}}
     return result
