@@ -40,6 +40,7 @@ from ase import Atoms
 from firemlip.errors import FiremlipError
 from firemlip.io import elements_of, read_frames, structure_hash, write_frames
 from firemlip.options import SelectOptions, SoapOptions
+from firemlip.splits import stratified_split  # noqa: F401 (used by select; importable from here as before)
 
 #: the defaults of :func:`select` (defined once, in :class:`firemlip.options.SelectOptions`)
 _SEL = SelectOptions()
@@ -392,45 +393,6 @@ def coverage(Z: np.ndarray, selected: Sequence[int]) -> dict[str, float]:
     _, d = pairwise_distances_argmin_min(Z, Z[np.asarray(selected)])
     return {"coverage_mean": float(d.mean()), "coverage_p95": float(np.percentile(d, 95)),
             "coverage_max": float(d.max())}
-
-
-def stratified_split(Z_sel: np.ndarray, fractions: Sequence[float], seed: int = 0,
-                     group_size: int = 10) -> tuple[list[np.ndarray], np.ndarray]:
-    """Split selected frames (rows of ``Z_sel``) into len(fractions) parts, stratified by cluster.
-
-    The selected frames are grouped by K-means into ``max(1, n // group_size)`` strata; frames are ordered by
-    stratum (randomly within it) and dealt so that every part's running count follows its fraction as closely as
-    possible. Part sizes are ``round(n × f)`` for all but the first part, which takes the rest. Returns
-    (list of position arrays into ``Z_sel``, stratum label per row).
-    """
-    from sklearn.cluster import KMeans
-
-    n = len(Z_sel)
-    fr = np.asarray(fractions, dtype=float)
-    targets = np.array([0] + [int(round(n * f)) for f in fr[1:]])
-    targets[0] = n - targets[1:].sum()
-    if targets[0] < 0:
-        raise FiremlipError(f"--split {' '.join(map(str, fractions))}: fractions leave no training frames")
-    g = max(1, n // group_size)
-    if g > 1:
-        strata = KMeans(n_clusters=g, random_state=seed, n_init=3).fit_predict(Z_sel)
-    else:
-        strata = np.zeros(n, dtype=int)
-    rng = np.random.default_rng(seed)
-    perm_strata = rng.permutation(g)
-    rank = np.empty(g, dtype=int)
-    rank[perm_strata] = np.arange(g)
-    order = np.lexsort((rng.random(n), rank[strata]))
-    share = targets / max(n, 1)
-    counts = np.zeros(len(fr), dtype=int)
-    parts: list[list[int]] = [[] for _ in fr]
-    for i, pos in enumerate(order):
-        deficit = share * (i + 1) - counts
-        deficit[counts >= targets] = -np.inf
-        s = int(np.argmax(deficit))
-        counts[s] += 1
-        parts[s].append(int(pos))
-    return [np.array(sorted(p), dtype=np.int64) for p in parts], strata
 
 
 # --------------------------------------------------------------------------------------------------- plotting

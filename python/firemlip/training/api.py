@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from firemlip.errors import FiremlipError
+from firemlip.splits import random_split
 from firemlip.training.loop import STRATEGIES, FinetuneOptions, Prepared, train_loop
 
 if TYPE_CHECKING:
@@ -152,9 +153,8 @@ def _split(frames: list, fraction: float, seed: int) -> tuple[list, list]:
     if len(frames) < 2:
         raise FiremlipError("finetune: need a --valid file or at least 2 training frames to split off validation")
     n_valid = min(len(frames) - 1, max(1, int(round(fraction * len(frames)))))
-    perm = np.random.default_rng([int(seed), 31]).permutation(len(frames))
-    vset = set(perm[:n_valid].tolist())
-    return [a for i, a in enumerate(frames) if i not in vset], [a for i, a in enumerate(frames) if i in vset]
+    tr, va = random_split(len(frames), [len(frames) - n_valid, n_valid], [int(seed), 31])
+    return [frames[i] for i in tr], [frames[i] for i in va]
 
 
 def prepare(strategy: str, model, train: PathLike, valid: PathLike | None, out_dir: Path,

@@ -11,13 +11,13 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from firemlip.config import RunConfig
 from firemlip.errors import FiremlipError
-from firemlip.options import DiffusionOptions, InterfaceOptions, SampleOptions
+from firemlip.options import ArrheniusOptions, DiffusionOptions, InterfaceOptions, SampleOptions
 from firemlip.workflow.manifest import StageRecord, is_current, stage_manifest
 
 
@@ -32,13 +32,27 @@ class Context:
         idx = [s.name for s in STAGES].index(name)
         return self.run_dir / f"{idx:02d}_{name}"
 
-    def output(self, stage: str, name: str) -> Path:
-        return self.stage_dir(stage) / name
+    def output(self, stage: str, role: str) -> Path:
+        """The file that ``stage`` declares for ``role`` (see :attr:`Stage.outputs`), in its stage directory."""
+        files = stage_by_name(stage).files(self.cfg)
+        if role not in files:
+            raise KeyError(f"stage {stage} declares no output {role!r} (it declares {', '.join(files)})")
+        return self.stage_dir(stage) / files[role]
+
+
+#: a stage's declared outputs: role -> file name in its directory (a mapping, or a function of the config for
+#: outputs whose names depend on it); roles ending in "?" are optional (written only in some configurations)
+Outputs = dict[str, str] | Callable[[RunConfig], dict[str, str]]
 
 
 @dataclass
 class Stage:
-    """One step of a run: which files it reads, which parameters shape it, and what it does."""
+    """One step of a run: which files it reads, which parameters shape it, what it does and what it writes.
+
+    ``outputs`` declares the files the stage writes (role -> file name); later stages read them through
+    :meth:`Context.output` by role, and the runner checks after the body that the required ones exist and records
+    them in the manifest.
+    """
 
     name: str
     enabled: Callable[[RunConfig], bool]
@@ -46,6 +60,17 @@ class Stage:
     params: Callable[[Context], dict[str, Any]]
     body: Callable[[Context, StageRecord], None]
     summary: str = ""
+    outputs: Outputs = field(default_factory=dict)
+
+    def files(self, cfg: RunConfig) -> dict[str, str]:
+        """Declared outputs, role (without the optional marker) -> file name."""
+        out = self.outputs(cfg) if callable(self.outputs) else self.outputs
+        return {k.rstrip("?"): v for k, v in out.items()}
+
+    def required(self, cfg: RunConfig) -> list[str]:
+        """Roles of the outputs that must exist after the body ran."""
+        out = self.outputs(cfg) if callable(self.outputs) else self.outputs
+        return [k for k in out if not k.endswith("?")]
 
 
 # ----------------------------------------------------------------------------------- stage bodies
@@ -79,8 +104,7 @@ def _structures_body(ctx: Context, rec: StageRecord) -> None:
         frames = []
     if cfg.structures:  # further structures (e.g. the bulk phases of an interface) follow the interface
         frames += read_structures([str(cfg.path(p)) for p in cfg.structures])
-    write_frames(rec.stage_dir / "structures.extxyz", frames)
-    rec.outputs.append("structures.extxyz")
+    write_frames(ctx.output("structures", "structures"), frames)
     rec.extra["n_structures"] = len(frames)
 
 
@@ -89,14 +113,13 @@ def _perturb_body(ctx: Context, rec: StageRecord) -> None:
     from firemlip.structures import perturb
 
     p = ctx.cfg.stages.perturb
-    frames = read_frames(ctx.output("structures", "structures.extxyz"))
+    frames = read_frames(ctx.output("structures", "structures"))
     out, redraws = [], 0
     for k, a in enumerate(frames):
         f, r = perturb(a, p.n_configs, p.rattle, p.strain, p.seed + k, p.min_dist_factor)
         out.extend(f)
         redraws += r
-    write_frames(rec.stage_dir / "perturbed.extxyz", out)
-    rec.outputs.append("perturbed.extxyz")
+    write_frames(ctx.output("perturb", "perturbed"), out)
     rec.extra["n_frames"] = len(out)
     rec.extra["redraws"] = redraws
 
@@ -105,12 +128,9 @@ def _label_body(ctx: Context, rec: StageRecord) -> None:
     from firemlip.labelling import label_file
 
     lab = ctx.cfg.labeller
-    rep = label_file(str(ctx.output("perturb", "perturbed.extxyz")), str(rec.stage_dir / "labelled.extxyz"),
+    rep = label_file(str(ctx.output("perturb", "perturbed")), str(ctx.output("label", "labelled")),
                      lab.calculator, lab.settings, str(ctx.run_dir / "label-cache"), lab.workers, lab.dask,
-                     str(rec.stage_dir / "failed.extxyz"), ctx.cfg.stages.label.retry_failed)
-    rec.outputs.append("labelled.extxyz")
-    if rep["n_failed"]:
-        rec.outputs.append("failed.extxyz")
+                     str(ctx.output("label", "failed")), ctx.cfg.stages.label.retry_failed)
     rec.extra["labelling"] = rep
 
 
@@ -133,7 +153,7 @@ def _foundation_body(ctx: Context, rec: StageRecord) -> None:
         name = fc.model
         local = ctx.cfg.path(name)
         src = resolve_foundation(str(local) if local.exists() else name)
-        shutil.copy2(src, rec.stage_dir / "foundation.model")
+        shutil.copy2(src, ctx.output("foundation", "model"))
         rec.extra["foundation"] = {"how": "file" if local.exists() else "named", "name": name, "path": str(src)}
     elif fc.distill is not None:
         from firemlip.distill import distill_foundation
@@ -144,9 +164,8 @@ def _foundation_body(ctx: Context, rec: StageRecord) -> None:
                                     structures=[str(ctx.cfg.path(p)) for p in d.structures],
                                     size=d.size, budget_minutes=d.budget_minutes, device=ctx.cfg.device,
                                     seed=ctx.cfg.seed, **d.options)
-        shutil.copy2(dd / "foundation.model", rec.stage_dir / "foundation.model")
-        shutil.copy2(dd / "pretrain.extxyz", rec.stage_dir / "pretrain.extxyz")
-        rec.outputs.append("pretrain.extxyz")
+        shutil.copy2(dd / "foundation.model", ctx.output("foundation", "model"))
+        shutil.copy2(dd / "pretrain.extxyz", ctx.output("foundation", "pretrain"))
         for extra in ("parity.png", "report.json"):
             if (dd / extra).exists():
                 shutil.copy2(dd / extra, rec.stage_dir / f"distill_{extra}")
@@ -156,8 +175,7 @@ def _foundation_body(ctx: Context, rec: StageRecord) -> None:
     else:
         raise FiremlipError("foundation: give foundation.model (a name such as mace-mp-0-small or a .model path) "
                             "or foundation.distill")
-    rec.outputs.insert(0, "foundation.model")
-    info = model_info(load_model(rec.stage_dir / "foundation.model"))
+    info = model_info(load_model(ctx.output("foundation", "model")))
     rec.extra["model_info"] = info
 
 
@@ -166,13 +184,13 @@ def _replay_file(ctx: Context) -> Path | None:
     ft = ctx.cfg.stages.finetune
     if ft is not None and ft.replay:
         return ctx.cfg.path(ft.replay)
-    pre = ctx.output("foundation", "pretrain.extxyz")
+    pre = ctx.output("foundation", "pretrain")
     return pre if pre.exists() else None
 
 
 def _training_inputs(ctx: Context, **data: Path) -> dict[str, Path]:
     """Inputs of a training stage: the foundation, the given data files (train, valid …) and the replay file."""
-    inp = {"foundation": ctx.output("foundation", "foundation.model"), **data}
+    inp = {"foundation": ctx.output("foundation", "model"), **data}
     rp = _replay_file(ctx)
     if rp is not None:
         inp["replay"] = rp
@@ -180,7 +198,7 @@ def _training_inputs(ctx: Context, **data: Path) -> dict[str, Path]:
 
 
 def _prefit_inputs(ctx: Context) -> dict[str, Path]:
-    return _training_inputs(ctx, train=ctx.output("label", "labelled.extxyz"))
+    return _training_inputs(ctx, train=ctx.output("label", "labelled"))
 
 
 def _prefit_body(ctx: Context, rec: StageRecord) -> None:
@@ -191,15 +209,14 @@ def _prefit_body(ctx: Context, rec: StageRecord) -> None:
     inp = _prefit_inputs(ctx)
     model = finetune(st.strategy, inp["foundation"], inp["train"], None, rec.stage_dir / "train",
                      replay=inp.get("replay"), device=ctx.cfg.device, seed=st.seed, **st.training_options())
-    shutil.copy2(model, rec.stage_dir / "prefit.model")
-    rec.outputs.append("prefit.model")
+    shutil.copy2(model, ctx.output("prefit", "model"))
 
 
 def _sampling_model(ctx: Context) -> Path:
     pre = ctx.cfg.stages.prefit
     if pre is not None and pre.enabled:
-        return ctx.output("prefit", "prefit.model")
-    return ctx.output("foundation", "foundation.model")
+        return ctx.output("prefit", "model")
+    return ctx.output("foundation", "model")
 
 
 def _sample_body(ctx: Context, rec: StageRecord) -> None:
@@ -209,32 +226,36 @@ def _sample_body(ctx: Context, rec: StageRecord) -> None:
     assert st is not None
     from firemlip.io import read_frames
 
-    frames = read_frames(ctx.output("structures", "structures.extxyz"))
+    frames = read_frames(ctx.output("structures", "structures"))
     if st.structures is not None:
         bad = [i for i in st.structures if not 0 <= i < len(frames)]
         if bad:
             raise FiremlipError(f"stages.sample.structures: indices {bad} outside 0..{len(frames) - 1}")
         frames = [frames[i] for i in st.structures]
     opts = st.model_dump(include=set(SampleOptions.model_fields))
-    sample(_sampling_model(ctx), frames, opts.pop("temperatures_K"), out_path=rec.stage_dir / "pool.extxyz",
+    sample(_sampling_model(ctx), frames, opts.pop("temperatures_K"), out_path=ctx.output("sample", "pool"),
            device=ctx.cfg.device, manifest=False, **opts)
-    rec.outputs.append("pool.extxyz")
 
 
 def _select_body(ctx: Context, rec: StageRecord) -> None:
+    import numpy as np
+
+    from firemlip.io import atomic_path
     from firemlip.selection import select
 
     st = ctx.cfg.stages.select
     assert st is not None
-    res = select(ctx.output("sample", "pool.extxyz"), st.sizes, st.method, st.seed, rec.stage_dir,
+    res = select(ctx.output("sample", "pool"), st.sizes, st.method, st.seed, rec.stage_dir,
                  split=st.split, variance=st.variance, max_components=st.max_components, manifest=False,
                  **st.soap.model_dump())
     warning = res.get("pca", {}).get("warning") if isinstance(res, dict) else None
     if warning:
         print(f"firemlip: select: warning: {warning}", file=sys.stderr)
     n = st.sizes[0]
-    shutil.copy2(rec.stage_dir / f"n{n}" / "selected.extxyz", rec.stage_dir / "selected.extxyz")
-    rec.outputs += ["selected.extxyz", f"n{n}/pca.png"]
+    shutil.copy2(rec.stage_dir / f"n{n}" / "selected.extxyz", ctx.output("select", "selected"))
+    with atomic_path(ctx.output("select", "pca")) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, res.pca.Z)  # the pool's PCA coordinates: label_selected splits the selection by them
+    rec.outputs.append(f"n{n}/pca.png")
     rec.extra["selection"] = {k: v for k, v in res.items() if k != "frames"} if isinstance(res, dict) else {}
 
 
@@ -243,7 +264,7 @@ def _label_selected_inputs(ctx: Context) -> dict[str, Path]:
     assert st is not None
     if st.data:
         return {"data": ctx.cfg.path(st.data)}
-    return {"selected": ctx.output("select", "selected.extxyz")}
+    return {"selected": ctx.output("select", "selected"), "pca": ctx.output("select", "pca")}
 
 
 def _label_selected_body(ctx: Context, rec: StageRecord) -> None:
@@ -251,9 +272,11 @@ def _label_selected_body(ctx: Context, rec: StageRecord) -> None:
 
     from firemlip.io import read_frames, require_labels, write_frames
     from firemlip.labelling import label_file
+    from firemlip.splits import descriptor_split
 
     st = ctx.cfg.stages.label_selected
     assert st is not None
+    pool_Z = None
     if st.data:
         src = ctx.cfg.path(st.data)
         frames = read_frames(src)
@@ -261,29 +284,24 @@ def _label_selected_body(ctx: Context, rec: StageRecord) -> None:
         rec.extra["labels"] = {"from": "bundled data", "path": str(src)}
     else:
         lab = ctx.cfg.labeller
-        rep = label_file(str(ctx.output("select", "selected.extxyz")), str(rec.stage_dir / "labelled.extxyz"),
+        rep = label_file(str(ctx.output("select", "selected")), str(ctx.output("label_selected", "labelled")),
                          lab.calculator, lab.settings, str(ctx.run_dir / "label-cache"), lab.workers, lab.dask,
-                         str(rec.stage_dir / "failed.extxyz"))
-        frames = read_frames(rec.stage_dir / "labelled.extxyz")
+                         str(ctx.output("label_selected", "failed")))
+        frames = read_frames(ctx.output("label_selected", "labelled"))
         rec.extra["labels"] = {"from": "labeller", **rep}
-    fr = np.asarray(st.split, dtype=float)
-    if fr.min() < 0 or not np.isclose(fr.sum(), 1.0):
-        raise FiremlipError(f"stages.label_selected.split: expected three fractions summing to 1, got {st.split}")
-    order = np.random.default_rng(st.seed).permutation(len(frames))
-    n_test = max(1, int(round(fr[2] * len(frames))))
-    n_valid = max(1, int(round(fr[1] * len(frames))))
-    if len(frames) < n_test + n_valid + 1:
-        raise FiremlipError(f"label_selected: {len(frames)} labelled frames are too few to split {st.split}")
-    parts = {"test": order[:n_test], "valid": order[n_test:n_test + n_valid], "train": order[n_test + n_valid:]}
-    for name, idx in parts.items():
-        write_frames(rec.stage_dir / f"{name}.extxyz", [frames[i] for i in sorted(idx)])
-        rec.outputs.append(f"{name}.extxyz")
-    rec.extra["sizes"] = {k: len(v) for k, v in parts.items()}
+        pool_Z = np.load(ctx.output("select", "pca"))  # this run's selection: split by its PCA coordinates
+    soap = ctx.cfg.stages.select.soap.model_dump() if ctx.cfg.stages.select is not None else None
+    parts, how = descriptor_split(frames, st.split, st.seed, pool_Z=pool_Z, soap=soap,
+                                  what="stages.label_selected.split")
+    for name, idx in zip(("train", "valid", "test"), parts, strict=True):
+        write_frames(ctx.output("label_selected", name), [frames[i] for i in idx])
+    rec.extra["sizes"] = {name: len(p) for name, p in zip(("train", "valid", "test"), parts, strict=True)}
+    rec.extra["split"] = how
 
 
 def _finetune_inputs(ctx: Context) -> dict[str, Path]:
-    return _training_inputs(ctx, train=ctx.output("label_selected", "train.extxyz"),
-                            valid=ctx.output("label_selected", "valid.extxyz"))
+    return _training_inputs(ctx, train=ctx.output("label_selected", "train"),
+                            valid=ctx.output("label_selected", "valid"))
 
 
 def _finetune_body(ctx: Context, rec: StageRecord) -> None:
@@ -297,26 +315,24 @@ def _finetune_body(ctx: Context, rec: StageRecord) -> None:
         t0 = time.time()
         m = finetune(strategy, inp["foundation"], inp["train"], inp["valid"], rec.stage_dir / strategy,
                      replay=inp.get("replay"), device=ctx.cfg.device, seed=st.seed, **st.training_options())
-        shutil.copy2(m, rec.stage_dir / f"{strategy}.model")
-        rec.outputs.append(f"{strategy}.model")
+        shutil.copy2(m, ctx.output("finetune", f"model_{strategy}"))
         models[strategy] = {"wall_time_s": round(time.time() - t0, 1)}
     rec.extra["models"] = models
     replay = inp.get("replay") or rec.stage_dir / st.strategy / "replay_pseudo.extxyz"
     if Path(replay).exists():
-        shutil.copy2(replay, rec.stage_dir / "replay.extxyz")
-        rec.outputs.append("replay.extxyz")
+        shutil.copy2(replay, ctx.output("finetune", "replay"))
 
 
 def _evaluate_inputs(ctx: Context) -> dict[str, Path]:
     st = ctx.cfg.stages.evaluate
     assert st is not None
-    inp = {"test": ctx.cfg.path(st.test) if st.test else ctx.output("label_selected", "test.extxyz"),
-           "foundation": ctx.output("foundation", "foundation.model")}
+    inp = {"test": ctx.cfg.path(st.test) if st.test else ctx.output("label_selected", "test"),
+           "foundation": ctx.output("foundation", "model")}
     ft = ctx.cfg.stages.finetune
     assert ft is not None
     for s in [ft.strategy, *ft.baselines]:
-        inp[f"model_{s}"] = ctx.output("finetune", f"{s}.model")
-    rp = ctx.output("finetune", "replay.extxyz")
+        inp[f"model_{s}"] = ctx.output("finetune", f"model_{s}")
+    rp = ctx.output("finetune", "replay")
     if rp.exists():
         inp["replay"] = rp
     return inp
@@ -346,8 +362,7 @@ def _evaluate_body(ctx: Context, rec: StageRecord) -> None:
             row["forgetting"] = res["forgetting"]
         table[name] = row
         rec.outputs.append(f"{name}/metrics.json")
-    write_json(rec.stage_dir / "comparison.json", table)
-    rec.outputs.append("comparison.json")
+    write_json(ctx.output("evaluate", "comparison"), table)
 
 
 def _export_body(ctx: Context, rec: StageRecord) -> None:
@@ -356,9 +371,7 @@ def _export_body(ctx: Context, rec: StageRecord) -> None:
     st = ctx.cfg.stages.export
     ft = ctx.cfg.stages.finetune
     assert st is not None and ft is not None
-    out = export_model(ctx.output("finetune", f"{ft.strategy}.model"), rec.stage_dir / "fire.lammps.pt",
-                       dtype=st.dtype)
-    rec.outputs += [Path(out).name, Path(out).with_suffix(".json").name]
+    export_model(ctx.output("finetune", "model"), ctx.output("export", "model"), dtype=st.dtype)
 
 
 def _md_structure(ctx: Context):
@@ -368,7 +381,7 @@ def _md_structure(ctx: Context):
     assert md is not None
     if md.elastic is not None and md.elastic.structure:
         return read_frames(ctx.cfg.path(md.elastic.structure))[0]
-    return read_frames(ctx.output("structures", "structures.extxyz"))[0]
+    return read_frames(ctx.output("structures", "structures"))[0]
 
 
 def _md_body(ctx: Context, rec: StageRecord) -> None:
@@ -380,24 +393,22 @@ def _md_body(ctx: Context, rec: StageRecord) -> None:
 
     md = ctx.cfg.stages.md
     assert md is not None
-    model = ctx.output("export", "fire.lammps.pt")
+    model = ctx.output("export", "model")
     jobs: list[tuple[str, dict[str, Any]]] = []  # (run directory name, what the manifest records)
     if md.diffusion is not None:
         d = md.diffusion
-        atoms = read_frames(ctx.output("structures", "structures.extxyz"))[0] * tuple(d.supercell)
+        atoms = read_frames(ctx.output("structures", "structures"))[0] * tuple(d.supercell)
         for T in d.temperatures_K:
             name = f"diffusion_{T:g}K"
             render("diffusion", rec.stage_dir / name, atoms, model=model, temperature_K=T, steps=d.steps,
                    equil_steps=d.equil_steps, dump_every=d.dump_every, timestep_fs=d.timestep_fs,
                    seed=md.seed + 1, thermo_every=max(1, d.steps // 20))
             jobs.append((name, {"temperature_K": T}))
-            rec.outputs.append(f"{name}/dump.diffusion.lammpstrj")
     if md.elastic is not None:
         e = md.elastic
         render("elastic", rec.stage_dir / "elastic", _md_structure(ctx), model=model, strain=e.strain,
                temperature_K=0, timestep_fs=1.0, seed=md.seed + 1, thermo_every=100)
         jobs.append(("elastic", {}))
-        rec.outputs.append("elastic/elastic_stress.dat")
     n_at_once = max(1, min(md.concurrent, len(jobs)))
     threads = max(1, (os.cpu_count() or 1) // (n_at_once * md.np)) if n_at_once > 1 else None
 
@@ -418,61 +429,55 @@ def _md_body(ctx: Context, rec: StageRecord) -> None:
 
 
 def _analyze_inputs(ctx: Context) -> dict[str, Path]:
-    return {Path(o).parent.name: ctx.stage_dir("md") / o for o in _md_outputs(ctx)}
+    return {role: ctx.output("md", role) for role in stage_by_name("md").files(ctx.cfg)}
 
 
-def _md_outputs(ctx: Context) -> list[str]:
-    md = ctx.cfg.stages.md
-    out: list[str] = []
+def _md_files(cfg: RunConfig) -> dict[str, str]:
+    """The md stage's outputs: one dump per diffusion temperature (role ``diffusion_<T>K``) and the elastic
+    stresses (role ``elastic``)."""
+    md = cfg.stages.md
+    out: dict[str, str] = {}
     if md is None:
         return out
     if md.diffusion is not None:
-        out += [f"diffusion_{T:g}K/dump.diffusion.lammpstrj" for T in md.diffusion.temperatures_K]
+        out.update({f"diffusion_{T:g}K": f"diffusion_{T:g}K/dump.diffusion.lammpstrj"
+                    for T in md.diffusion.temperatures_K})
     if md.elastic is not None:
-        out.append("elastic/elastic_stress.dat")
+        out["elastic"] = "elastic/elastic_stress.dat"
     return out
 
 
 def _analyze_body(ctx: Context, rec: StageRecord) -> None:
-    from firemlip.analysis.arrhenius import analyze_arrhenius
-    from firemlip.analysis.diffusion import analyze_diffusion
     from firemlip.analysis.elastic import analyze_elastic
 
     an = ctx.cfg.stages.analyze
     md = ctx.cfg.stages.md
     assert an is not None and md is not None
     results: dict[str, Any] = {}
-    diff_jsons = []
     if md.diffusion is not None:
+        from firemlip.analysis.transport import analyze_temperatures, run_name
         from firemlip.io import read_frames
 
         # the starting crystal (as the MD stage built it) is the reference of the melting check
-        reference = read_frames(ctx.output("structures", "structures.extxyz"))[0] * tuple(md.diffusion.supercell)
+        reference = read_frames(ctx.output("structures", "structures"))[0] * tuple(md.diffusion.supercell)
         opts = an.model_dump(include=set(DiffusionOptions.model_fields))
         opts["seed"] = an.seed if "seed" in an.model_fields_set else ctx.cfg.seed
-        for T in md.diffusion.temperatures_K:
-            name = f"diffusion_{T:g}K"
-            res = analyze_diffusion([ctx.stage_dir("md") / name / "dump.diffusion.lammpstrj"], an.species, T,
-                                    md.diffusion.timestep_fs, rec.stage_dir / name, charge=an.charge,
-                                    haven=an.haven, reference=reference, region=an.region, **opts)
-            results[name] = res
-            diff_jsons.append(rec.stage_dir / name / "diffusion.json")
-            rec.outputs += [f"{name}/diffusion.json", f"{name}/msd.png"]
-        # invalid runs (not diffusive, D <= 0, melted framework, ...) are left out of the fit by analyze_arrhenius,
-        # which records them and marks the fit invalid when fewer than 3 temperatures remain
-        skipped = [f"diffusion_{T:g}K" for T in md.diffusion.temperatures_K
-                   if not results[f"diffusion_{T:g}K"].get("valid")]
-        if skipped:
-            rec.extra["arrhenius_left_out"] = skipped
-        if len(diff_jsons) >= 2:
-            results["arrhenius"] = analyze_arrhenius(diff_jsons, rec.stage_dir / "arrhenius",
-                                                     target_T_K=an.target_T_K, confidence=an.confidence, haven=an.haven,
-                                                     charge=an.charge)
+        temps = md.diffusion.temperatures_K
+        res = analyze_temperatures({T: ctx.output("md", run_name(T)) for T in temps}, an.species,
+                                   md.diffusion.timestep_fs, rec.stage_dir, reference=reference, region=an.region,
+                                   charge=an.charge, haven=an.haven, diffusion=opts,
+                                   arrhenius=an.model_dump(include=set(ArrheniusOptions.model_fields)))
+        rec.outputs += [f"{run_name(T)}/{f}" for T in temps for f in ("diffusion.json", "msd.png")]
+        left_out = res.pop("left_out")
+        if left_out:
+            rec.extra["arrhenius_left_out"] = left_out
+        if "arrhenius" in res:
             rec.outputs.append("arrhenius/arrhenius.json")
-            if not results["arrhenius"]["valid"]:
-                rec.extra["arrhenius"] = "invalid: " + "; ".join(results["arrhenius"]["invalid_reasons"])
+            if not res["arrhenius"]["valid"]:
+                rec.extra["arrhenius"] = "invalid: " + "; ".join(res["arrhenius"]["invalid_reasons"])
+        results.update(res)
     if md.elastic is not None:
-        results["elastic"] = analyze_elastic(ctx.stage_dir("md") / "elastic", rec.stage_dir / "elastic")
+        results["elastic"] = analyze_elastic(ctx.output("md", "elastic").parent, rec.stage_dir / "elastic")
         rec.outputs.append("elastic/elastic.json")
     rec.extra["summary"] = {k: {kk: vv for kk, vv in v.items() if not isinstance(vv, (list, dict))}
                             for k, v in results.items() if isinstance(v, dict)}
@@ -484,10 +489,9 @@ def _audit_body(ctx: Context, rec: StageRecord) -> None:
     st = ctx.cfg.stages.audit
     ft = ctx.cfg.stages.finetune
     assert st is not None and ft is not None
-    res = audit(ctx.output("finetune", f"{ft.strategy}.model"), ctx.output("structures", "structures.extxyz"),
-                rec.stage_dir, train=ctx.output("label_selected", "train.extxyz"), device=ctx.cfg.device,
+    res = audit(ctx.output("finetune", "model"), ctx.output("structures", "structures"),
+                rec.stage_dir, train=ctx.output("label_selected", "train"), device=ctx.cfg.device,
                 skip=tuple(st.skip), progress=False, **st.settings)
-    rec.outputs.append("audit.json")
     rec.extra["audit_passed"] = bool(res.get("passed"))
     if st.fail_run and not res.get("passed"):
         raise FiremlipError(f"audit: the model failed a gate (see {rec.stage_dir / 'audit.json'})")
@@ -497,9 +501,8 @@ def _report_body(ctx: Context, rec: StageRecord) -> None:
     from firemlip.report import build_report
 
     md, ht = build_report(ctx.run_dir)
-    shutil.copy2(md, rec.stage_dir / "report.md")
-    shutil.copy2(ht, rec.stage_dir / "report.html")
-    rec.outputs += ["report.md", "report.html"]
+    shutil.copy2(md, ctx.output("report", "markdown"))
+    shutil.copy2(ht, ctx.output("report", "html"))
 
 
 def _enabled(name: str) -> Callable[[RunConfig], bool]:
@@ -514,56 +517,92 @@ def _needs_foundation(c: RunConfig) -> bool:
     return any(_enabled(n)(c) for n in ("prefit", "sample", "finetune"))
 
 
+def _finetune_files(cfg: RunConfig) -> dict[str, str]:
+    """The finetune stage's outputs: the main strategy's model (``model``), every strategy's (``model_<name>``)
+    and the replay set that was used (optional)."""
+    ft = cfg.stages.finetune
+    if ft is None:
+        return {}
+    return {"model": f"{ft.strategy}.model", **{f"model_{s}": f"{s}.model" for s in [ft.strategy, *ft.baselines]},
+            "replay?": "replay.extxyz"}
+
+
 STAGES: list[Stage] = [
     Stage("structures", lambda c: True, _structures_inputs, _structures_params, _structures_body,
-          "read or build the input structures"),
+          "read or build the input structures", {"structures": "structures.extxyz"}),
     Stage("perturb", lambda c: c.stages.perturb.enabled,
-          lambda ctx: {"structures": ctx.output("structures", "structures.extxyz")},
-          lambda ctx: ctx.cfg.stages.perturb.model_dump(), _perturb_body, "rattled/strained copies"),
+          lambda ctx: {"structures": ctx.output("structures", "structures")},
+          lambda ctx: ctx.cfg.stages.perturb.model_dump(), _perturb_body, "rattled/strained copies",
+          {"perturbed": "perturbed.extxyz"}),
     Stage("label", lambda c: c.stages.label.enabled and c.stages.perturb.enabled,
-          lambda ctx: {"perturbed": ctx.output("perturb", "perturbed.extxyz")},
+          lambda ctx: {"perturbed": ctx.output("perturb", "perturbed")},
           lambda ctx: {"labeller": ctx.cfg.labeller.model_dump(exclude={"workers", "dask"}),
                        **ctx.cfg.stages.label.model_dump()},
-          _label_body, "first-principles labels"),
+          _label_body, "first-principles labels", {"labelled": "labelled.extxyz", "failed?": "failed.extxyz"}),
     Stage("foundation", _needs_foundation, _foundation_inputs, _foundation_params, _foundation_body,
-          "resolve (download, verify) or distil the foundation model"),
+          "resolve (download, verify) or distil the foundation model",
+          {"model": "foundation.model", "pretrain?": "pretrain.extxyz"}),
     Stage("prefit", _enabled("prefit"), _prefit_inputs,
           lambda ctx: {**ctx.cfg.stages.prefit.model_dump(), "device": ctx.cfg.device}, _prefit_body,
-          "pre-fine-tune the foundation on the labelled perturbed set"),
+          "pre-fine-tune the foundation on the labelled perturbed set", {"model": "prefit.model"}),
     Stage("sample", _enabled("sample"),
-          lambda ctx: {"model": _sampling_model(ctx), "structures": ctx.output("structures", "structures.extxyz")},
+          lambda ctx: {"model": _sampling_model(ctx), "structures": ctx.output("structures", "structures")},
           lambda ctx: {**ctx.cfg.stages.sample.model_dump(exclude={"workers"}), "device": ctx.cfg.device},
-          _sample_body, "MD sampling of the candidate pool"),
-    Stage("select", _enabled("select"), lambda ctx: {"pool": ctx.output("sample", "pool.extxyz")},
-          lambda ctx: ctx.cfg.stages.select.model_dump(), _select_body, "SOAP → PCA → K-means selection"),
+          _sample_body, "MD sampling of the candidate pool", {"pool": "pool.extxyz"}),
+    Stage("select", _enabled("select"), lambda ctx: {"pool": ctx.output("sample", "pool")},
+          lambda ctx: ctx.cfg.stages.select.model_dump(), _select_body, "SOAP → PCA → K-means selection",
+          {"selected": "selected.extxyz", "pca": "pca_coordinates.npy"}),
     Stage("label_selected", _enabled("label_selected"), _label_selected_inputs,
           lambda ctx: {**ctx.cfg.stages.label_selected.model_dump(),
                        "labeller": ctx.cfg.labeller.model_dump(exclude={"workers", "dask"})},
-          _label_selected_body, "labels of the selected frames and the train/valid/test split"),
+          _label_selected_body, "labels of the selected frames and the train/valid/test split",
+          {"train": "train.extxyz", "valid": "valid.extxyz", "test": "test.extxyz",
+           "labelled?": "labelled.extxyz", "failed?": "failed.extxyz"}),
     Stage("finetune", _enabled("finetune"), _finetune_inputs,
           lambda ctx: {**ctx.cfg.stages.finetune.model_dump(), "device": ctx.cfg.device}, _finetune_body,
-          "fine-tune with replay (and baselines)"),
+          "fine-tune with replay (and baselines)", _finetune_files),
     Stage("evaluate", _enabled("evaluate"), _evaluate_inputs,
           lambda ctx: ctx.cfg.stages.evaluate.model_dump(), _evaluate_body,
-          "RMSE on held-out data, parity plots, forgetting"),
+          "RMSE on held-out data, parity plots, forgetting", {"comparison": "comparison.json"}),
     Stage("export", _enabled("export"),
-          lambda ctx: {"model": ctx.output("finetune", f"{ctx.cfg.stages.finetune.strategy}.model")},
-          lambda ctx: ctx.cfg.stages.export.model_dump(), _export_body, "export the model to LAMMPS"),
+          lambda ctx: {"model": ctx.output("finetune", "model")},
+          lambda ctx: ctx.cfg.stages.export.model_dump(), _export_body, "export the model to LAMMPS",
+          {"model": "fire.lammps.pt", "sidecar": "fire.lammps.json"}),
     Stage("audit", _enabled("audit"),
-          lambda ctx: {"model": ctx.output("finetune", f"{ctx.cfg.stages.finetune.strategy}.model"),
-                       "structures": ctx.output("structures", "structures.extxyz")},
+          lambda ctx: {"model": ctx.output("finetune", "model"),
+                       "structures": ctx.output("structures", "structures")},
           lambda ctx: {**ctx.cfg.stages.audit.model_dump(), "device": ctx.cfg.device}, _audit_body,
-          "audit the fine-tuned model (ZBL pair scans, holes, MD grid)"),
+          "audit the fine-tuned model (ZBL pair scans, holes, MD grid)", {"report": "audit.json"}),
     Stage("md", _enabled("md"),
-          lambda ctx: {"model": ctx.output("export", "fire.lammps.pt"),
-                       "structures": ctx.output("structures", "structures.extxyz")},
-          lambda ctx: ctx.cfg.stages.md.model_dump(), _md_body, "LAMMPS production MD (diffusion, elastic)"),
+          lambda ctx: {"model": ctx.output("export", "model"),
+                       "structures": ctx.output("structures", "structures")},
+          lambda ctx: ctx.cfg.stages.md.model_dump(), _md_body, "LAMMPS production MD (diffusion, elastic)",
+          _md_files),
     Stage("analyze", _enabled("analyze"), _analyze_inputs,
           lambda ctx: ctx.cfg.stages.analyze.model_dump(), _analyze_body,
           "diffusion, Arrhenius, conductivity, elastic moduli"),
     Stage("report", lambda c: c.stages.report, lambda ctx: {}, lambda ctx: {}, _report_body,
-          "report.md and report.html"),
+          "report.md and report.html", {"markdown": "report.md", "html": "report.html"}),
 ]
+
+
+def stage_by_name(name: str) -> Stage:
+    """The stage called ``name``."""
+    for st in STAGES:
+        if st.name == name:
+            return st
+    raise KeyError(f"unknown stage {name!r}")
+
+
+def _check_outputs(ctx: Context, st: Stage, rec: StageRecord) -> None:
+    """Record the stage's declared outputs in its manifest; a required one that is missing is an error."""
+    files = st.files(ctx.cfg)
+    sd = ctx.stage_dir(st.name)
+    missing = [f"{role} ({files[role]})" for role in st.required(ctx.cfg) if not (sd / files[role]).exists()]
+    if missing:
+        raise FiremlipError(f"stage {st.name}: declared output(s) not written: {', '.join(missing)}")
+    declared = [name for name in files.values() if (sd / name).exists()]
+    rec.outputs = list(dict.fromkeys(declared + list(rec.outputs)))
 
 
 def stage_names() -> list[str]:
@@ -605,6 +644,7 @@ def run(cfg: RunConfig, run_dir: str | Path | None = None, from_stage: str | Non
             t0 = time.time()
             with stage_manifest(st.name, sd, inputs, params) as rec:
                 st.body(ctx, rec)
+                _check_outputs(ctx, st, rec)
             log(f"{head} done in {time.time() - t0:.1f} s → {sd}")
             status[st.name] = "ran"
         if until == st.name:
