@@ -309,6 +309,125 @@ def _execute(job: dict) -> dict:
     return _run_lammps_job(job) if job["engine"] == "lammps" else _run_ase_job(job)
 
 
+def _check_sample_options(engine: str, thermostat: str, ensemble: str, temperatures: Sequence[float], steps: int,
+                          interval: int, timestep_fs: float, device: str) -> list[float]:
+    """One-line errors for invalid options; returns the temperatures (K) as floats."""
+    if engine not in ENGINES:
+        raise FiremlipError(f"sample: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if thermostat not in THERMOSTATS:
+        raise FiremlipError(f"sample: thermostat must be one of {', '.join(THERMOSTATS)}, got {thermostat!r}")
+    if ensemble not in ("nvt", "npt"):
+        raise FiremlipError(f"sample: ensemble must be nvt or npt, got {ensemble!r}")
+    temps = [float(t) for t in temperatures]
+    if not temps or any(t <= 0 for t in temps):
+        raise FiremlipError(f"sample: temperatures must be positive (K), got {temperatures}")
+    if steps <= 0 or interval <= 0:
+        raise FiremlipError(f"sample: steps and interval must be positive, got {steps} and {interval}")
+    if interval > steps:
+        raise FiremlipError(f"sample: --interval {interval} is larger than --steps {steps}: no frame would be kept")
+    if timestep_fs <= 0:
+        raise FiremlipError(f"sample: timestep must be positive (fs), got {timestep_fs}")
+    _check_device(device)
+    return temps
+
+
+def _check_device(device: str) -> None:
+    """A one-line error for a device other than cpu / cuda[:N], or cuda without a visible CUDA device."""
+    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise FiremlipError(f"sample: device must be cpu or cuda, got {device!r}")
+    if str(device).startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise FiremlipError("sample: --device cuda requested but no CUDA device is visible")
+
+
+def _check_structures(model: str | os.PathLike[str], info: ModelInfo, structs: Sequence[tuple[Atoms, str]]) -> None:
+    """One-line errors for a structure with an element the model lacks, or with no atoms."""
+    for atoms, src in structs:
+        missing = sorted(set(atoms.get_chemical_symbols()) - set(info.elements))
+        if missing:
+            raise FiremlipError(f"{model}: model lacks element(s) {', '.join(missing)} present in structure {src} "
+                                f"(model elements: {' '.join(info.elements)})")
+        if len(atoms) == 0:
+            raise FiremlipError(f"{src}: structure has no atoms")
+
+
+def _lammps_model(model: str | os.PathLike[str], model_sha: str, parts: Path, dtype: str) -> str:
+    """The model exported for LAMMPS (``<parts>/model_<sha12>.lammps.pt``, exported once and reused)."""
+    L = _lammps_api()
+    lammps_model = str(parts / f"model_{model_sha[:12]}.lammps.pt")
+    if not Path(lammps_model).exists():
+        lammps_model = str(L.export_model(model, lammps_model, dtype))
+    return lammps_model
+
+
+def _make_jobs(structs: Sequence[tuple[Atoms, str]], temps: Sequence[float], seed: int,
+               common: dict[str, Any]) -> list[dict]:
+    """One job per (structure, temperature K): the ``common`` settings plus its atoms, structure hash, source,
+    temperature and seed sequence ``[seed, structure index, temperature index]``."""
+    return [{**common, "atoms": atoms, "structure_hash": structure_hash(atoms), "source": src, "temperature_K": T,
+             "seed_seq": [int(seed), si, ti]}
+            for si, (atoms, src) in enumerate(structs) for ti, T in enumerate(temps)]
+
+
+def _sample_inputs(model: str | os.PathLike[str], structs: Sequence[tuple[Atoms, str]]) -> dict[str, str]:
+    """The manifest's inputs: the model and each structure file (not in-memory structures)."""
+    inputs: dict[str, str] = {"model": os.fspath(model)}
+    for k, src in enumerate(sorted({s.rsplit("@", 1)[0] for _, s in structs if not s.startswith("input@")})):
+        inputs[f"structure_{k}"] = src
+    return inputs
+
+
+def _run_jobs(jobs: list[dict], parts: Path, workers: int, resume: bool,
+              progress: bool) -> tuple[list[Atoms], list[dict]]:
+    """Run the jobs not cached in ``parts`` (with ``resume``), in ``workers`` spawned processes when more than one,
+    caching each as it finishes. Returns all frames in job order and the jobs' summaries."""
+    results: dict[int, dict] = {}
+    todo = []
+    for k, job in enumerate(jobs):
+        cached = _load_part(parts, job) if resume else None
+        if cached is not None:
+            results[k] = cached
+        else:
+            todo.append(k)
+    if workers > 1 and len(todo) > 1:
+        import multiprocessing as mp
+
+        from tqdm import tqdm
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(todo)),
+                                 mp_context=mp.get_context("spawn")) as pool:
+            futs = {pool.submit(_execute, jobs[k]): k for k in todo}
+            for fut in tqdm(as_completed(futs), total=len(futs), desc="MD jobs", disable=not progress):
+                k = futs[fut]
+                results[k] = fut.result()
+                _save_part(parts, jobs[k], results[k])
+    else:
+        for k in todo:
+            results[k] = _execute(jobs[k])
+            _save_part(parts, jobs[k], results[k])
+    frames = [f for k in range(len(jobs)) for f in results[k]["frames"]]
+    return frames, [results[k]["summary"] for k in range(len(jobs))]
+
+
+def _write_pool(out: Path, parts: Path, frames: list[Atoms], summaries: list[dict],
+                params: dict[str, Any]) -> dict:
+    """Write the pool and ``<stem>.summary.json`` (frames, jobs, stopped jobs, parameters); an error when no
+    trajectory produced a frame. Returns the summary."""
+    from firemlip.io import write_json
+
+    if not frames:
+        raise FiremlipError(f"sample: every trajectory stopped before its first frame "
+                            f"({summaries[0]['stopped']['message'] if summaries[0]['stopped'] else '?'}); "
+                            f"see {parts}")
+    write_frames(out, frames)
+    summ = {"pool": str(out), "frames": len(frames), "jobs": summaries,
+            "stopped": [s for s in summaries if s["stopped"]], "parameters": params}
+    write_json(out.parent / f"{out.stem}.summary.json", summ)
+    return summ
+
+
 def sample(model: str | os.PathLike[str], structures: str | os.PathLike[str] | Atoms | Sequence[Any],
            temperatures: Sequence[float] = tuple(_SAMPLE.temperatures_K), steps: int = _SAMPLE.steps,
            interval: int = _SAMPLE.interval, engine: str = _SAMPLE.engine,
@@ -328,128 +447,39 @@ def sample(model: str | os.PathLike[str], structures: str | os.PathLike[str] | A
     every ``guard_every`` steps. Writes ``out_path``, ``<stem>.summary.json`` and (``manifest``) the stage
     ``manifest.json`` in the output directory. Returns ``out_path``.
     """
-    if engine not in ENGINES:
-        raise FiremlipError(f"sample: engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if thermostat not in THERMOSTATS:
-        raise FiremlipError(f"sample: thermostat must be one of {', '.join(THERMOSTATS)}, got {thermostat!r}")
-    if ensemble not in ("nvt", "npt"):
-        raise FiremlipError(f"sample: ensemble must be nvt or npt, got {ensemble!r}")
-    temps = [float(t) for t in temperatures]
-    if not temps or any(t <= 0 for t in temps):
-        raise FiremlipError(f"sample: temperatures must be positive (K), got {temperatures}")
-    if steps <= 0 or interval <= 0:
-        raise FiremlipError(f"sample: steps and interval must be positive, got {steps} and {interval}")
-    if interval > steps:
-        raise FiremlipError(f"sample: --interval {interval} is larger than --steps {steps}: no frame would be kept")
-    if timestep_fs <= 0:
-        raise FiremlipError(f"sample: timestep must be positive (fs), got {timestep_fs}")
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise FiremlipError(f"sample: device must be cpu or cuda, got {device!r}")
-    if str(device).startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise FiremlipError("sample: --device cuda requested but no CUDA device is visible")
-    if isinstance(guard, dict):
-        guard = StabilityGuard(**guard)
-    guard = guard or StabilityGuard()
-
+    temps = _check_sample_options(engine, thermostat, ensemble, temperatures, steps, interval, timestep_fs, device)
+    guard = (StabilityGuard(**guard) if isinstance(guard, dict) else guard) or StabilityGuard()
     info = model_info(model)
     structs = _load_structures(structures)
-    for atoms, src in structs:
-        missing = sorted(set(atoms.get_chemical_symbols()) - set(info.elements))
-        if missing:
-            raise FiremlipError(f"{model}: model lacks element(s) {', '.join(missing)} present in structure {src} "
-                                f"(model elements: {' '.join(info.elements)})")
-        if len(atoms) == 0:
-            raise FiremlipError(f"{src}: structure has no atoms")
+    _check_structures(model, info, structs)
     out = Path(out_path)
     parts = out.parent / f"{out.stem}.parts"
     parts.mkdir(parents=True, exist_ok=True)
     model_sha = file_sha256(model)
-    lammps_model = None
-    elements = sorted(elements_of([a for a, _ in structs]))
-    if engine == "lammps":
-        L = _lammps_api()
-        lammps_model = str(parts / f"model_{model_sha[:12]}.lammps.pt")
-        if not Path(lammps_model).exists():
-            lammps_model = str(L.export_model(model, lammps_model, dtype))
     workers = max(1, int(workers))
-    threads = max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None
     guard_params = guard.params()
-    jobs = []
-    for si, (atoms, src) in enumerate(structs):
-        for ti, T in enumerate(temps):
-            job = {"engine": engine, "model": os.fspath(model), "model_sha256": model_sha, "atoms": atoms,
-                   "structure_hash": structure_hash(atoms), "source": src, "temperature_K": T, "steps": int(steps),
-                   "interval": int(interval), "timestep_fs": float(timestep_fs), "seed_seq": [int(seed), si, ti],
-                   "device": device, "dtype": dtype, "thermostat": thermostat,
-                   "friction_per_fs": float(friction_per_fs), "ensemble": ensemble,
-                   "pressure_GPa": float(pressure_GPa), "guard": guard_params, "guard_every": int(guard_every),
-                   "parts_dir": str(parts), "progress": progress and workers == 1, "threads": threads,
-                   "lammps_model": lammps_model, "elements": elements}
-            jobs.append(job)
-
+    common = {"engine": engine, "model": os.fspath(model), "model_sha256": model_sha, "steps": int(steps),
+              "interval": int(interval), "timestep_fs": float(timestep_fs), "device": device, "dtype": dtype,
+              "thermostat": thermostat, "friction_per_fs": float(friction_per_fs), "ensemble": ensemble,
+              "pressure_GPa": float(pressure_GPa), "guard": guard_params, "guard_every": int(guard_every),
+              "parts_dir": str(parts), "progress": progress and workers == 1,
+              "threads": max(1, (os.cpu_count() or 1) // workers) if workers > 1 else None,
+              "lammps_model": _lammps_model(model, model_sha, parts, dtype) if engine == "lammps" else None,
+              "elements": sorted(elements_of([a for a, _ in structs]))}
+    jobs = _make_jobs(structs, temps, seed, common)
     params = {"engine": engine, "temperatures_K": temps, "steps": steps, "interval": interval,
               "timestep_fs": timestep_fs, "seed": seed, "thermostat": thermostat, "friction_per_fs": friction_per_fs,
               "ensemble": ensemble, "pressure_GPa": pressure_GPa, "dtype": dtype, "guard": guard_params,
               "guard_every": guard_every, "structures": [s for _, s in structs]}
-    inputs: dict[str, str] = {"model": os.fspath(model)}
-    for k, src in enumerate(sorted({s.rsplit("@", 1)[0] for _, s in structs if not s.startswith("input@")})):
-        inputs[f"structure_{k}"] = src
+    if not manifest:
+        _write_pool(out, parts, *_run_jobs(jobs, parts, workers, resume, progress), params)
+        return out
+    from firemlip.workflow.manifest import stage_manifest
 
-    def body() -> tuple[list[Atoms], list[dict]]:
-        results: dict[int, dict] = {}
-        todo = []
-        for k, job in enumerate(jobs):
-            cached = _load_part(parts, job) if resume else None
-            if cached is not None:
-                results[k] = cached
-            else:
-                todo.append(k)
-        if workers > 1 and len(todo) > 1:
-            import multiprocessing as mp
-
-            from tqdm import tqdm
-
-            with ProcessPoolExecutor(max_workers=min(workers, len(todo)),
-                                     mp_context=mp.get_context("spawn")) as pool:
-                futs = {pool.submit(_execute, jobs[k]): k for k in todo}
-                for fut in tqdm(as_completed(futs), total=len(futs), desc="MD jobs", disable=not progress):
-                    k = futs[fut]
-                    results[k] = fut.result()
-                    _save_part(parts, jobs[k], results[k])
-        else:
-            for k in todo:
-                results[k] = _execute(jobs[k])
-                _save_part(parts, jobs[k], results[k])
-        frames = [f for k in range(len(jobs)) for f in results[k]["frames"]]
-        return frames, [results[k]["summary"] for k in range(len(jobs))]
-
-    def finish(frames: list[Atoms], summaries: list[dict]) -> dict:
-        if not frames:
-            raise FiremlipError(f"sample: every trajectory stopped before its first frame "
-                                f"({summaries[0]['stopped']['message'] if summaries[0]['stopped'] else '?'}); "
-                                f"see {parts}")
-        write_frames(out, frames)
-        summ = {"pool": str(out), "frames": len(frames), "jobs": summaries,
-                "stopped": [s for s in summaries if s["stopped"]], "parameters": params}
-        from firemlip.io import write_json
-
-        write_json(out.parent / f"{out.stem}.summary.json", summ)
-        return summ
-
-    if manifest:
-        from firemlip.workflow.manifest import stage_manifest
-
-        with stage_manifest("sample", out.parent, inputs, params) as rec:
-            frames, summaries = body()
-            summ = finish(frames, summaries)
-            rec.outputs = [out.name, f"{out.stem}.summary.json"]
-            rec.extra = {"frames": summ["frames"], "stopped": summ["stopped"]}
-    else:
-        frames, summaries = body()
-        finish(frames, summaries)
+    with stage_manifest("sample", out.parent, _sample_inputs(model, structs), params) as rec:
+        summ = _write_pool(out, parts, *_run_jobs(jobs, parts, workers, resume, progress), params)
+        rec.outputs = [out.name, f"{out.stem}.summary.json"]
+        rec.extra = {"frames": summ["frames"], "stopped": summ["stopped"]}
     return out
 
 
