@@ -471,3 +471,34 @@ def test_region_selects_the_electrolyte_slab(tmp_path: Path) -> None:
     with pytest.raises(FiremlipError, match="no atom lies in it"):
         analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / "x", reference=ref,
                           region="z:9.0:10.0")
+
+
+def test_a_liquid_metal_beside_the_region_is_reported_melted(tmp_path: Path) -> None:
+    """Every atom of the Li metal outside the region diffuses (a liquid): its melt check says melted by diffusion
+    (per-atom bond order cannot tell in a thin slab), which is information only; the region stays valid. Analysed
+    as the region itself (no framework), the same liquid makes the result invalid."""
+    from ase import Atoms
+
+    rng = np.random.default_rng(7)
+    n_frames, n_li, n_metal = 200, 32, 32
+    planes = np.array([0.5, 3.0, 5.5, 8.0])
+    pb0 = np.array([[x, y, z] for z in planes for x in np.arange(0, 20, 4.0) for y in np.arange(0, 20, 4.0)])
+    li0 = np.column_stack([rng.uniform(0, L_BOX, (n_li, 2)), rng.choice(planes, n_li)])
+    m0 = np.array([[x + 1, y + 1, z] for z in (11.0, 14.0, 17.0, 19.5) for x in (0, 5, 10, 15) for y in (0, 10)])
+    step = np.sqrt(2 * D_TRUE / 0.1 * DT_FS * EVERY)
+    li = li0[None] + np.cumsum(rng.normal(0, step, (n_frames, n_li, 3)), axis=0)
+    metal = m0[None] + np.cumsum(rng.normal(0, 2 * step, (n_frames, n_metal, 3)), axis=0)  # liquid: 4 × D
+    pb = pb0[None] + rng.normal(0, 0.05, (n_frames, len(pb0), 3))
+    el = ["Li"] * (n_li + n_metal) + ["Pb"] * len(pb0)
+    write_dump(tmp_path / "d.dump", np.concatenate([li, metal, pb], axis=1), el)
+    ref = Atoms(el, positions=np.concatenate([li0, m0, pb0]), cell=[L_BOX] * 3, pbc=True)
+    ref.arrays["interface_label"] = np.array(["substrate"] * n_li + ["film"] * n_metal + ["substrate"] * len(pb0))
+    sub = analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / "s", n_bootstrap=20,
+                            reference=ref, region="substrate")
+    out = sub["structure_check_outside"]
+    assert out["melted"] and "liquid-like" in out["melted_by"] and "melted" in sub["outside_note"]
+    assert sub["outside"]["diffusivity_cm2_s"] > 1e-6 and sub["valid"], sub["invalid_reasons"]
+    film = analyze_diffusion(tmp_path / "d.dump", "Li", 400.0, DT_FS, tmp_path / "f", n_bootstrap=20,
+                             reference=ref, region="film")
+    assert film["structure_check"]["melted"] and not film["valid"]
+    assert any("liquid-like" in r for r in film["invalid_reasons"])

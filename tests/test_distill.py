@@ -36,6 +36,7 @@ TINY = dict(size="tiny", max_atoms=8, scan_points=5, volume_points=3, n_alloys=1
             batch_size=8, lr=1e-2, progress=False, threads=1)  # 1 thread: tiny models on a shared 2-core box
 
 
+@pytest.mark.slow
 def test_distill_tiny_student_from_emt(tmp_path):
     t0 = time.time()
     out = tmp_path / "found"

@@ -123,6 +123,7 @@ def test_parity_with_mace_calculator(case, models, plugin, tmp_path):
     assert np.abs(f_ref).max() > 1e-2 and np.abs(v_ref).max() > 1e-3  # the comparison is not trivially zero
 
 
+@pytest.mark.slow
 def test_nve_energy_conservation(models, plugin, tmp_path):
     """2 ps NVE (1 fs steps) at ~300 K: total energy stays within 1 meV/atom of its start."""
     atoms = _triclinic(1, seed=2)
@@ -291,6 +292,7 @@ run {steps}
     return np.array(table["rows"], float)[:, table["columns"].index("TotEng")]
 
 
+@pytest.mark.slow
 def test_mp_mode_nve_matches_serial_over_1ps(models, plugin, tmp_path):
     atoms = _triclinic(2, seed=3)
     serial = _nve_drift(tmp_path / "serial", atoms, models["f64"], plugin, 1, "local")

@@ -24,7 +24,8 @@ def _plugin_built() -> bool:
 
 
 @pytest.mark.skipif(not INPUTS, reason="no shipped inputs")
-@pytest.mark.parametrize("inp", INPUTS, ids=[f"{p.parent.name}/{p.name}" for p in INPUTS])
+@pytest.mark.parametrize("inp", [pytest.param(p, marks=pytest.mark.slow) if p.name == "in.elastic" else p
+                                 for p in INPUTS], ids=[f"{p.parent.name}/{p.name}" for p in INPUTS])
 def test_shipped_input_runs(inp: Path):
     if not _plugin_built():
         pytest.fail("the pair_style mace plugin is not built (make plugin)")

@@ -164,6 +164,7 @@ def test_estimated_e0s_carry_the_task_offset_from_the_foundation(setup, tmp_path
     assert e0["Al"] == pytest.approx(e0_old["Al"], abs=1e-9)
 
 
+@pytest.mark.slow
 def test_scratch_and_mace_multihead(setup, tmp_path):
     """scratch re-initialises the foundation's architecture; mace-multihead runs mace_run_train offline."""
     import torch
@@ -212,6 +213,7 @@ def test_scratch_and_mace_multihead(setup, tmp_path):
     assert np.isfinite(res["datasets"]["task"]["overall"]["forces_rmse_meV_A"])
 
 
+@pytest.mark.slow
 def test_resume_after_kill(setup, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "firemlip", "finetune", "--strategy", "vanilla", "--foundation",

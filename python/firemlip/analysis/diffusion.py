@@ -73,6 +73,11 @@ DRIFT_CHOICES = typing.get_args(DiffusionOptions.model_fields["drift"].annotatio
 CHARGE_MAX_LAGS = 200
 #: Fewest atoms outside a region for its separate melt check (``structure_check_outside``).
 MIN_CHECK_ATOMS = 8
+#: A selection made only of the mobile species (no framework: e.g. the Li metal beside an electrolyte) whose atoms
+#: all diffuse with at least this D* (cm²/s) is liquid, whatever its bond order says: liquid metals and molten salts
+#: have D ~ 1e-5–1e-4 cm²/s, solids near their melting point ~ 1e-8–1e-7 cm²/s, and a solid without a framework
+#: cannot let all its atoms diffuse (per-atom q6 of a thin slab stays high when it melts).
+LIQUID_MIN_D_CM2_S = 1e-6
 #: Final frames of a run checked for melting/collapse of the framework (taken from its last fifth).
 STRUCTURE_CHECK_FRAMES = 5
 _DIRS = ("x", "y", "z")
@@ -652,7 +657,9 @@ def diffusion_validity(result: dict[str, Any]) -> list[str]:
     if D is None or not D > 0:
         reasons.append(f"D = {D} cm^2/s is not positive")
     sc = result.get("structure_check") or {}
-    if sc.get("melted"):
+    if sc.get("melted") and sc.get("melted_by"):
+        reasons.append(f"{sc.get('sublattice', 'structure')} melted: {sc['melted_by']}")
+    elif sc.get("melted"):
         reasons.append(f"{sc.get('sublattice', 'structure')} melted or amorphised: {sc.get('n_melted')} of "
                        f"{len(sc.get('frames', []))} final frames lost bond order (q6 "
                        f"{np.mean(sc['q6']):.3f} vs {sc['q6_reference']:.3f} in the {sc.get('reference')})")
@@ -909,15 +916,30 @@ def _analyze(traj: Trajectory, species: str, temperature_K: float, timestep_fs: 
             name = (f"framework of {where} ({', '.join(sorted(set(traj.elements[atoms].tolist())))})" if fw.any()
                     else f"all atoms of {where} ({', '.join(sorted(set(traj.elements[atoms].tolist())))})")
             result[key] = final_structure_check(traj, species_mask, reference, atoms=atoms, label=name)
+            if not fw.any():  # only the mobile species: all its atoms diffusing means a liquid
+                moving = result.get("outside") if key.endswith("outside") else \
+                    {"diffusivity_cm2_s": f.diffusivity_cm2_s, "diffusive": f.diffusive}
+                _liquid_by_diffusion(result[key], moving or {})
         out_sc = result.get("structure_check_outside") or {}
         if out_sc.get("melted"):
-            result["outside_note"] = (f"{out_sc.get('sublattice')} melted or amorphised (q6 "
-                                      f"{np.mean(out_sc['q6']):.3f} vs {out_sc['q6_reference']:.3f}); the "
-                                      f"region's result does not depend on it")
+            why = out_sc.get("melted_by") or (f"q6 {np.mean(out_sc['q6']):.3f} vs {out_sc['q6_reference']:.3f}")
+            result["outside_note"] = (f"{out_sc.get('sublattice')} melted or amorphised ({why}); the region's result "
+                                      f"does not depend on it")
     reasons = diffusion_validity(result)
     result["valid"] = not reasons
     result["invalid_reasons"] = reasons
     return result, tr, ch
+
+
+def _liquid_by_diffusion(check: dict[str, Any], moving: dict[str, Any]) -> None:
+    """Mark a melt check of a selection without framework atoms as melted when its atoms diffuse like a liquid
+    (diffusive MSD with D* >= :data:`LIQUID_MIN_D_CM2_S`); the reason is recorded in ``melted_by``."""
+    D = moving.get("diffusivity_cm2_s")
+    if not check.get("checked") or D is None or not moving.get("diffusive") or D < LIQUID_MIN_D_CM2_S:
+        return
+    check["melted"] = True
+    check["melted_by"] = (f"every atom is of the mobile species and they diffuse with D* = {D:.2g} cm²/s "
+                          f">= {LIQUID_MIN_D_CM2_S:g} cm²/s: liquid-like, whatever the bond order")
 
 
 def plot_msd(tr: dict[str, Any], ch: dict[str, Any], species: str, temperature_K: float,
