@@ -109,53 +109,53 @@ def _frame(atoms: Atoms, job: dict, step: int, extra: dict | None = None) -> Ato
     return f
 
 
-def _run_ase_job(job: dict) -> dict:
-    """Run one (structure, temperature) ASE MD job; returns ``{"frames": [...], "summary": {...}}``."""
-    import torch
-    from ase import units
-    from ase.constraints import FixCom
-    from ase.md.velocitydistribution import Stationary, thermalize_momenta
-
-    if job.get("threads"):
-        torch.set_num_threads(int(job["threads"]))
+def _mace_calculator(job: dict):
+    """mace-torch's ASE calculator for the job's model, device and dtype (its import warnings silenced)."""
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         from mace.calculators import MACECalculator
 
-        calc = MACECalculator(model_paths=job["model"], device=job["device"], default_dtype=job["dtype"])
-    atoms = job["atoms"].copy()
-    atoms.calc = calc
-    T = float(job["temperature_K"])
+        return MACECalculator(model_paths=job["model"], device=job["device"], default_dtype=job["dtype"])
+
+
+def _ase_dynamics(atoms: Atoms, job: dict, temperature_K: float, rng: np.random.Generator):
+    """The job's ASE integrator: isotropic MTK NPT (``npt``), Nosé–Hoover chain NVT, or Langevin (friction 1/fs)
+    with the centre of mass fixed."""
+    from ase import units
+    from ase.constraints import FixCom
+
+    T = temperature_K
     dt = float(job["timestep_fs"]) * units.fs
-    rng = np.random.default_rng(job["seed_seq"])
-    thermalize_momenta(atoms, temperature_K=T, rng=rng)
-    Stationary(atoms)
     if job["ensemble"] == "npt":
         from ase.md.nose_hoover_chain import IsotropicMTKNPT
 
-        dyn = IsotropicMTKNPT(atoms, timestep=dt, temperature_K=T, pressure_au=job["pressure_GPa"] * units.GPa,
-                              tdamp=100 * dt, pdamp=1000 * dt)
-    elif job["thermostat"] == "nose-hoover":
+        return IsotropicMTKNPT(atoms, timestep=dt, temperature_K=T, pressure_au=job["pressure_GPa"] * units.GPa,
+                               tdamp=100 * dt, pdamp=1000 * dt)
+    if job["thermostat"] == "nose-hoover":
         from ase.md.nose_hoover_chain import NoseHooverChainNVT
 
-        dyn = NoseHooverChainNVT(atoms, timestep=dt, temperature_K=T, tdamp=100 * dt)
-    else:
-        from ase.md.langevin import Langevin
+        return NoseHooverChainNVT(atoms, timestep=dt, temperature_K=T, tdamp=100 * dt)
+    from ase.md.langevin import Langevin
 
-        atoms.set_constraint(FixCom())  # no centre-of-mass drift (ASE's recommended replacement for fixcm)
-        dyn = Langevin(atoms, timestep=dt, temperature_K=T, friction=job["friction_per_fs"] / units.fs, rng=rng,
-                       fixcm=False)
+    atoms.set_constraint(FixCom())  # no centre-of-mass drift (ASE's recommended replacement for fixcm)
+    return Langevin(atoms, timestep=dt, temperature_K=T, friction=job["friction_per_fs"] / units.fs, rng=rng,
+                    fixcm=False)
+
+
+def _ase_md_frames(dyn, atoms: Atoms, job: dict, temperature_K: float) -> tuple[list[Atoms], dict | None]:
+    """Run ``dyn`` for the job's steps, checking the stability guard every ``guard_every`` steps and keeping a
+    frame every ``interval`` steps. Returns (frames, the guard's stop record or None)."""
+    from tqdm import tqdm
+
+    T = temperature_K
     guard = StabilityGuard(**job["guard"])
     guard.reset()
     steps, interval = int(job["steps"]), int(job["interval"])
     check_every = max(1, min(interval, int(job["guard_every"])))
     frames: list[Atoms] = []
     stopped = None
-    t0 = time.time()
-    from tqdm import tqdm
-
     bar = tqdm(total=steps, desc=f"{job['source']} {T:g} K", unit="step", disable=not job.get("progress"),
                leave=False)
     last = 0
@@ -167,7 +167,6 @@ def _run_ase_job(job: dict) -> dict:
             try:
                 epot = float(atoms.get_potential_energy())
             except Exception as exc:  # a model blow-up can surface as a numerical error
-                epot = float("nan")
                 stopped = {"kind": "calculator_error", "message": str(exc)[:200], "step": n}
                 break
             ev = guard.check(atoms, epot, atoms.get_temperature(), T, step=n)
@@ -181,6 +180,26 @@ def _run_ase_job(job: dict) -> dict:
             last = n
     finally:
         bar.close()
+    return frames, stopped
+
+
+def _run_ase_job(job: dict) -> dict:
+    """Run one (structure, temperature) ASE MD job; returns ``{"frames": [...], "summary": {...}}``."""
+    import torch
+    from ase.md.velocitydistribution import Stationary, thermalize_momenta
+
+    if job.get("threads"):
+        torch.set_num_threads(int(job["threads"]))
+    calc = _mace_calculator(job)
+    atoms = job["atoms"].copy()
+    atoms.calc = calc
+    T = float(job["temperature_K"])
+    rng = np.random.default_rng(job["seed_seq"])
+    thermalize_momenta(atoms, temperature_K=T, rng=rng)
+    Stationary(atoms)
+    dyn = _ase_dynamics(atoms, job, T, rng)
+    t0 = time.time()
+    frames, stopped = _ase_md_frames(dyn, atoms, job, T)
     return {"frames": frames, "summary": _summary(job, frames, stopped, steps_run=dyn.nsteps,
                                                   wall_s=time.time() - t0)}
 
