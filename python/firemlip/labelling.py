@@ -8,7 +8,9 @@ process pool (``workers``) or on an existing Dask distributed cluster (``dask_ad
 
 Built-in calculators: ``gpaw`` (PBE plane waves; the open first-principles labeller), ``vasp`` and
 ``espresso`` (through ASE; they need the user's binaries), ``emt`` and ``lj`` (cheap, for tests),
-``mace:PATH`` (a MACE model as labeller) and ``python:module:function`` (any ASE calculator factory).
+``mace:PATH`` (a MACE model as labeller) and ``python:module:function`` (any ASE calculator factory); worker
+teachers (``sevenn``, ``chgnet``, ``worker:...``, :mod:`firemlip.teachers`). A calculator is one entry of the
+registry: :func:`register_calculator` (name or ``prefix:``, factory, optionally its elements).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +35,6 @@ from ase.data import chemical_symbols
 from firemlip.errors import FiremlipError
 from firemlip.io import LabelResult, read_frames, set_labels, structure_hash, write_frames, write_text_atomic
 
-BUILTIN = ("gpaw", "vasp", "espresso", "emt", "lj")
 EMT_ELEMENTS = frozenset({"H", "C", "N", "O", "Al", "Ni", "Cu", "Pd", "Ag", "Pt", "Au"})
 #: GPAW defaults: PBE, plane-wave cut-off (eV), k-point density (points per Å⁻¹), Fermi–Dirac width (eV).
 GPAW_DEFAULTS: dict[str, Any] = {"xc": "PBE", "ecut_eV": 350.0, "kpt_density": 2.5, "smearing_eV": 0.1}
@@ -44,27 +46,6 @@ def _gpaw_setup_dirs() -> list[Path]:
     dirs = [Path(p) for p in env.split(os.pathsep) if p]
     dirs += [Path("/usr/share/gpaw-setups"), Path.home() / ".gpaw" / "gpaw-setups"]
     return [d for d in dirs if d.is_dir()]
-
-
-def supported_elements(name: str, settings: Mapping[str, Any] | None = None) -> set[str] | None:
-    """Elements a calculator can label, or None when it cannot be known in advance (vasp, espresso, python)."""
-    settings = dict(settings or {})
-    if name == "emt":
-        return set(EMT_ELEMENTS)
-    if name == "lj":
-        return set(chemical_symbols[1:])
-    if name == "gpaw":
-        xc = str(settings.get("xc", GPAW_DEFAULTS["xc"]))
-        found: set[str] = set()
-        for d in _gpaw_setup_dirs():
-            for f in d.iterdir():
-                parts = f.name.split(".")
-                if len(parts) >= 2 and parts[1] in (xc, "LDA") and parts[0] in chemical_symbols:
-                    found.add(parts[0])
-        return found
-    if name.startswith("mace:"):
-        return set(_mace_elements(name[5:]))
-    return None
 
 
 def _mace_elements(path: str) -> list[str]:
@@ -79,97 +60,199 @@ def _mace_elements(path: str) -> list[str]:
     return [chemical_symbols[z] for z in zs]
 
 
+#: a calculator factory: (the name as given, a fresh copy of its settings, the frame or None) → an ASE calculator
+CalculatorFactory = Callable[[str, dict[str, Any], "Atoms | None"], Any]
+#: what a calculator can label: (the name as given, its settings) → chemical symbols, or None when unknowable
+ElementsOf = Callable[[str, Mapping[str, Any]], "set[str] | None"]
+
+
+@dataclass(frozen=True)
+class CalculatorEntry:
+    """A registered calculator: its factory, optionally the elements it supports, and how its name is written in
+    messages (``usage``, e.g. ``mace:PATH``)."""
+
+    factory: CalculatorFactory
+    elements: ElementsOf | None = None
+    usage: str = ""
+
+
+#: the registry, in registration order: exact names (``emt``) and prefixes ending in ``:`` (``mace:``)
+_CALCULATORS: dict[str, CalculatorEntry] = {}
+
+
+def register_calculator(name: str, factory: CalculatorFactory, elements: ElementsOf | None = None,
+                        usage: str | None = None) -> None:
+    """Make ``name`` known to :func:`make_calculator`: an exact name (``emt``) or a prefix ending in ``:``
+    (``mace:`` serves ``mace:PATH``). ``elements`` tells :func:`supported_elements` what it can label; ``usage``
+    is how messages write it (default ``name``). Registering a name again replaces it."""
+    _CALCULATORS[name] = CalculatorEntry(factory, elements, usage or name)
+
+
+def calculator_names() -> list[str]:
+    """The registered calculators as messages list them (``gpaw``, …, ``mace:PATH``, ``python:module:function``)."""
+    return [e.usage for e in _CALCULATORS.values()]
+
+
+def _calculator_entry(name: str) -> CalculatorEntry | None:
+    """The registry entry serving ``name``: its exact name, else the prefix it starts with."""
+    if name in _CALCULATORS:
+        return _CALCULATORS[name]
+    for key, entry in _CALCULATORS.items():
+        if key.endswith(":") and name.startswith(key):
+            return entry
+    return None
+
+
+def supported_elements(name: str, settings: Mapping[str, Any] | None = None) -> set[str] | None:
+    """Elements a calculator can label, or None when it cannot be known in advance (vasp, espresso, python)."""
+    entry = _calculator_entry(name)
+    if entry is None or entry.elements is None:
+        return None
+    return entry.elements(name, dict(settings or {}))
+
+
 def make_calculator(name: str, settings: Mapping[str, Any] | None = None, atoms: Atoms | None = None):
-    """Build an ASE calculator from a name and settings (``atoms`` lets GPAW pick k-points from its cell)."""
+    """Build an ASE calculator from a name and settings (``atoms`` lets GPAW pick k-points from its cell).
+
+    Names: those of :func:`register_calculator` (``gpaw``, ``vasp``, ``espresso``, ``emt``, ``lj``,
+    ``mace:PATH``, ``python:module:function``) and worker teachers (``sevenn``, ``chgnet``, ``worker:...``)."""
     s = dict(settings or {})
-    if name == "emt":
-        from ase.calculators.emt import EMT
-
-        return EMT(**s)
-    if name == "lj":
-        from ase.calculators.lj import LennardJones
-
-        s.setdefault("sigma", 2.5)
-        s.setdefault("epsilon", 0.05)
-        s.setdefault("rc", 3.0 * float(s["sigma"]))
-        s.setdefault("smooth", True)
-        return LennardJones(**s)
-    if name == "gpaw":
-        os.environ.setdefault("GPAW_SETUP_PATH", "/usr/share/gpaw-setups")
-        try:
-            from gpaw import GPAW, PW
-        except ImportError:
-            raise FiremlipError("calculator gpaw: GPAW is not installed; run `make setup`") from None
-        p = {**GPAW_DEFAULTS, **s}
-        periodic = atoms is None or bool(np.all(atoms.pbc))
-        kpts: Any = {"density": float(p.pop("kpt_density")), "gamma": True} if periodic else (1, 1, 1)
-        mode = str(p.pop("mode", "pw"))
-        kw = {k: v for k, v in p.items() if k not in ("ecut_eV", "smearing_eV")}
-        kw.setdefault("txt", None)
-        if mode == "lcao":  # atomic-orbital basis: much cheaper, no stress
-            kw.setdefault("basis", "dzp")
-            calc_mode: Any = "lcao"
-        elif mode == "pw":
-            calc_mode = PW(float(p["ecut_eV"]))
-        else:
-            raise FiremlipError(f"calculator gpaw: mode {mode!r}: expected pw or lcao")
-        return GPAW(mode=calc_mode, kpts=kpts,
-                    occupations={"name": "fermi-dirac", "width": float(p["smearing_eV"])}, **kw)
-    if name == "vasp":
-        if not (s.get("command") or os.environ.get("ASE_VASP_COMMAND") or os.environ.get("VASP_COMMAND")
-                or os.environ.get("VASP_SCRIPT")):
-            raise FiremlipError("calculator vasp: set ASE_VASP_COMMAND (e.g. 'mpirun vasp_std') or pass "
-                                "--set command=...; VASP_PP_PATH must point at the POTCARs")
-        from ase.calculators.vasp import Vasp
-
-        s.setdefault("xc", "PBE")
-        s.setdefault("encut", 520)
-        s.setdefault("kspacing", 0.25)
-        s.setdefault("ismear", 0)
-        s.setdefault("sigma", 0.05)
-        s.setdefault("ediff", 1e-6)
-        return Vasp(**s)
-    if name == "espresso":
-        if "pseudopotentials" not in s:
-            raise FiremlipError("calculator espresso: --set pseudopotentials={Li: li.UPF, ...} is required "
-                                "(and pseudo_dir / command as needed)")
-        from ase.calculators.espresso import Espresso, EspressoProfile
-
-        cmd = s.pop("command", os.environ.get("ASE_ESPRESSO_COMMAND", "pw.x"))
-        pseudo_dir = s.pop("pseudo_dir", os.environ.get("ESPRESSO_PSEUDO", "."))
-        s.setdefault("kspacing", 0.25)
-        s.setdefault("tprnfor", True)
-        s.setdefault("tstress", True)
-        return Espresso(profile=EspressoProfile(command=cmd, pseudo_dir=pseudo_dir), **s)
-    if name.startswith("mace:"):
-        from mace.calculators import MACECalculator
-
-        path = name[5:]
-        return MACECalculator(model_paths=path, device=str(s.get("device", "cpu")),
-                              default_dtype=str(s.get("dtype", "float64")))
+    entry = _calculator_entry(name)
+    if entry is not None:
+        return entry.factory(name, s, atoms)
     if _is_worker(name):  # a teacher in its own interpreter (firemlip.teachers)
         from firemlip.teachers import worker_calculator
 
         return worker_calculator(name, s)
-    if name.startswith("python:"):
-        parts = name.split(":")
-        if len(parts) != 3:
-            raise FiremlipError(f"calculator {name!r}: expected python:module:function")
-        try:
-            mod = importlib.import_module(parts[1])
-        except ImportError as exc:
-            raise FiremlipError(f"calculator {name!r}: cannot import module {parts[1]!r} ({exc})") from None
-        fn = getattr(mod, parts[2], None)
-        if not callable(fn):
-            raise FiremlipError(f"calculator {name!r}: {parts[1]} has no callable {parts[2]!r}")
-        return fn(**s)
-    raise FiremlipError(f"calculator {name!r}: unknown; expected one of {', '.join(BUILTIN)}, mace:PATH, "
-                        f"python:module:function")
+    raise FiremlipError(f"calculator {name!r}: unknown; expected one of {', '.join(calculator_names())}")
+
+
+# ---- the built-in calculators
+def _emt(name: str, s: dict[str, Any], atoms: Atoms | None):
+    """ASE's EMT (cheap; for tests)."""
+    from ase.calculators.emt import EMT
+
+    return EMT(**s)
+
+
+def _lj(name: str, s: dict[str, Any], atoms: Atoms | None):
+    """ASE's Lennard-Jones: σ 2.5 Å, ε 0.05 eV, cut-off 3σ, smooth, unless set."""
+    from ase.calculators.lj import LennardJones
+
+    s.setdefault("sigma", 2.5)
+    s.setdefault("epsilon", 0.05)
+    s.setdefault("rc", 3.0 * float(s["sigma"]))
+    s.setdefault("smooth", True)
+    return LennardJones(**s)
+
+
+def _gpaw(name: str, s: dict[str, Any], atoms: Atoms | None):
+    """GPAW over :data:`GPAW_DEFAULTS`: plane waves (``mode`` pw, ``ecut_eV``) or LCAO (dzp), k-points by density
+    (Γ only for a non-periodic ``atoms``), Fermi–Dirac smearing (eV)."""
+    os.environ.setdefault("GPAW_SETUP_PATH", "/usr/share/gpaw-setups")
+    try:
+        from gpaw import GPAW, PW
+    except ImportError:
+        raise FiremlipError("calculator gpaw: GPAW is not installed; run `make setup`") from None
+    p = {**GPAW_DEFAULTS, **s}
+    periodic = atoms is None or bool(np.all(atoms.pbc))
+    kpts: Any = {"density": float(p.pop("kpt_density")), "gamma": True} if periodic else (1, 1, 1)
+    mode = str(p.pop("mode", "pw"))
+    kw = {k: v for k, v in p.items() if k not in ("ecut_eV", "smearing_eV")}
+    kw.setdefault("txt", None)
+    if mode == "lcao":  # atomic-orbital basis: much cheaper, no stress
+        kw.setdefault("basis", "dzp")
+        calc_mode: Any = "lcao"
+    elif mode == "pw":
+        calc_mode = PW(float(p["ecut_eV"]))
+    else:
+        raise FiremlipError(f"calculator gpaw: mode {mode!r}: expected pw or lcao")
+    return GPAW(mode=calc_mode, kpts=kpts,
+                occupations={"name": "fermi-dirac", "width": float(p["smearing_eV"])}, **kw)
+
+
+def _gpaw_elements(name: str, settings: Mapping[str, Any]) -> set[str]:
+    """Elements with a GPAW setup for the settings' functional (or LDA) in the setup directories."""
+    xc = str(settings.get("xc", GPAW_DEFAULTS["xc"]))
+    found: set[str] = set()
+    for d in _gpaw_setup_dirs():
+        for f in d.iterdir():
+            parts = f.name.split(".")
+            if len(parts) >= 2 and parts[1] in (xc, "LDA") and parts[0] in chemical_symbols:
+                found.add(parts[0])
+    return found
+
+
+def _vasp(name: str, s: dict[str, Any], atoms: Atoms | None):
+    """VASP through ASE (PBE, 520 eV, k-spacing 0.25 Å⁻¹ … unless set); needs the user's binary and POTCARs."""
+    if not (s.get("command") or os.environ.get("ASE_VASP_COMMAND") or os.environ.get("VASP_COMMAND")
+            or os.environ.get("VASP_SCRIPT")):
+        raise FiremlipError("calculator vasp: set ASE_VASP_COMMAND (e.g. 'mpirun vasp_std') or pass "
+                            "--set command=...; VASP_PP_PATH must point at the POTCARs")
+    from ase.calculators.vasp import Vasp
+
+    s.setdefault("xc", "PBE")
+    s.setdefault("encut", 520)
+    s.setdefault("kspacing", 0.25)
+    s.setdefault("ismear", 0)
+    s.setdefault("sigma", 0.05)
+    s.setdefault("ediff", 1e-6)
+    return Vasp(**s)
+
+
+def _espresso(name: str, s: dict[str, Any], atoms: Atoms | None):
+    """Quantum ESPRESSO through ASE (``pseudopotentials`` required; k-spacing 0.25 Å⁻¹, forces and stress)."""
+    if "pseudopotentials" not in s:
+        raise FiremlipError("calculator espresso: --set pseudopotentials={Li: li.UPF, ...} is required "
+                            "(and pseudo_dir / command as needed)")
+    from ase.calculators.espresso import Espresso, EspressoProfile
+
+    cmd = s.pop("command", os.environ.get("ASE_ESPRESSO_COMMAND", "pw.x"))
+    pseudo_dir = s.pop("pseudo_dir", os.environ.get("ESPRESSO_PSEUDO", "."))
+    s.setdefault("kspacing", 0.25)
+    s.setdefault("tprnfor", True)
+    s.setdefault("tstress", True)
+    return Espresso(profile=EspressoProfile(command=cmd, pseudo_dir=pseudo_dir), **s)
+
+
+def _mace(name: str, s: dict[str, Any], atoms: Atoms | None):
+    """``mace:PATH``: a MACE model as labeller (``device`` default cpu, ``dtype`` default float64)."""
+    from mace.calculators import MACECalculator
+
+    path = name[5:]
+    return MACECalculator(model_paths=path, device=str(s.get("device", "cpu")),
+                          default_dtype=str(s.get("dtype", "float64")))
+
+
+def _python(name: str, s: dict[str, Any], atoms: Atoms | None):
+    """``python:module:function``: any ASE calculator factory, called with the settings as keywords."""
+    parts = name.split(":")
+    if len(parts) != 3:
+        raise FiremlipError(f"calculator {name!r}: expected python:module:function")
+    try:
+        mod = importlib.import_module(parts[1])
+    except ImportError as exc:
+        raise FiremlipError(f"calculator {name!r}: cannot import module {parts[1]!r} ({exc})") from None
+    fn = getattr(mod, parts[2], None)
+    if not callable(fn):
+        raise FiremlipError(f"calculator {name!r}: {parts[1]} has no callable {parts[2]!r}")
+    return fn(**s)
+
+
+register_calculator("gpaw", _gpaw, _gpaw_elements)
+register_calculator("vasp", _vasp)
+register_calculator("espresso", _espresso)
+register_calculator("emt", _emt, lambda name, settings: set(EMT_ELEMENTS))
+register_calculator("lj", _lj, lambda name, settings: set(chemical_symbols[1:]))
+register_calculator("mace:", _mace, lambda name, settings: set(_mace_elements(name[5:])), usage="mace:PATH")
+register_calculator("python:", _python, usage="python:module:function")
+#: the built-in calculator names (not the prefixes), e.g. to tell a name from a file name
+BUILTIN = tuple(k for k in _CALCULATORS if not k.endswith(":"))
 
 
 def validate_calculator(name: str, settings: Mapping[str, Any], frames: Sequence[Atoms], path: str) -> None:
     """Refuse, before any work, an unknown calculator or a frame element it cannot label (one-line errors)."""
-    known = name in BUILTIN or name.startswith(("mace:", "python:"))
+    known = _calculator_entry(name) is not None
     if _is_worker(name):
         from firemlip.teachers import resolve_teacher
 
