@@ -502,3 +502,17 @@ def test_a_liquid_metal_beside_the_region_is_reported_melted(tmp_path: Path) -> 
                              reference=ref, region="film")
     assert film["structure_check"]["melted"] and not film["valid"]
     assert any("liquid-like" in r for r in film["invalid_reasons"])
+
+
+def test_guard_unresolved_activation_energy(tmp_path: Path) -> None:
+    """Three noisy D over 600-700 K (as the Li | Li3N default demo measured: 1.34, 1.94, 1.63e-5 cm²/s, 10-15 %
+    errors) give Ea = 0.06 ± 0.09 eV and a σ(300 K) band of twenty decades: flagged, never reported as a result."""
+    rows = [{**_diffusion_row(T), "diffusivity_cm2_s": D, "diffusivity_err_cm2_s": e}
+            for T, D, e in ((600.0, 1.34e-5, 1.8e-6), (650.0, 1.94e-5, 2.8e-6), (700.0, 1.63e-5, 1.6e-6))]
+    arr = analyze_arrhenius(rows, tmp_path / "noisy")
+    assert 0 < arr["activation_energy_eV"] < arr["activation_energy_err_eV"] and arr["valid"] is False
+    assert any("not resolved" in r for r in arr["invalid_reasons"])
+    assert any("decades" in r for r in arr["invalid_reasons"])
+    # the same temperatures on an exact 0.3 eV line with 2 % errors are resolved and valid
+    ok = analyze_arrhenius([_diffusion_row(T) for T in (600.0, 650.0, 700.0)], tmp_path / "ok")
+    assert ok["valid"], ok["invalid_reasons"]

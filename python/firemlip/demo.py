@@ -47,7 +47,7 @@ def run_demo(run_dir: str | Path = "runs/demo", quick: bool = True, relabel: boo
         _use_foundation(cfg, want, fallback=foundation is None)
     print(f"firemlip demo: {'quick' if quick else 'default'} profile, run directory {rd}")
     print("firemlip demo: expected time on 2 CPU cores: " + ("~5 minutes" if quick else
-          "~15 minutes with the bundled foundation, hours with MACE-MP-0 (fine-tune it on a GPU)") +
+          "~25 minutes with the bundled foundation, hours with MACE-MP-0 (fine-tune it on a GPU)") +
           (" plus GPAW labelling (minutes per frame)" if relabel else ""))
     if relabel:
         print("firemlip demo: --relabel given: every frame is labelled with GPAW (minutes per frame)")
@@ -119,9 +119,10 @@ def transport_summary(run_dir: str | Path, quick: bool = True) -> list[str]:
         state = []
         for key in ("structure_check", "structure_check_outside"):
             sc = d.get(key) or {}
-            if sc.get("checked"):
+            if sc.get("checked"):  # outside the region: information only (e.g. the Li metal, liquid above 454 K)
+                melted = ("liquid" if sc.get("melted_by") else "melted") if key.endswith("outside") else "MELTED"
                 state.append(f"{sc.get('sublattice', 'structure').split(' (')[0]} "
-                             f"{'MELTED' if sc.get('melted') else 'solid'}")
+                             f"{melted if sc.get('melted') else 'solid'}")
         o = d.get("outside") or {}
         if o.get("diffusivity_cm2_s") is not None:
             state.append(f"{d['species']} outside the region: D* = {o['diffusivity_cm2_s']:.2g} cm²/s"

@@ -37,6 +37,9 @@ from firemlip.options import ArrheniusOptions
 #: the defaults of the fit (defined once, in :class:`firemlip.options.ArrheniusOptions`)
 _A = ArrheniusOptions()
 MIN_ARRHENIUS_TEMPERATURES = 3
+#: An extrapolated D (and so σ) whose confidence band spans more than this factor (upper / lower bound) is not a
+#: result: 1000× is three decades, already wider than the spread between good and poor solid electrolytes.
+MAX_BAND_RATIO = 1000.0
 
 
 def arrhenius_fit(temperatures_K: Sequence[float], diffusivities_cm2_s: Sequence[float],
@@ -121,8 +124,9 @@ def _ln_band(fit: dict[str, Any], T: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def arrhenius_validity(res: dict[str, Any]) -> list[str]:
     """Reasons why an ``arrhenius.json`` content (Ea, extrapolated D and σ) cannot be trusted; empty when it can.
 
-    Checks: at least MIN_ARRHENIUS_TEMPERATURES diffusive temperatures in the fit, Ea > 0, every extrapolated σ
-    within [SIGMA_MIN_S_CM, SIGMA_MAX_S_CM]. Works on results written before ``valid`` existed.
+    Checks: at least MIN_ARRHENIUS_TEMPERATURES diffusive temperatures in the fit, Ea > 0 and larger than its 1σ
+    error, a band of the extrapolated D narrower than MAX_BAND_RATIO, every extrapolated σ within
+    [SIGMA_MIN_S_CM, SIGMA_MAX_S_CM]. Works on results written before ``valid`` existed.
     """
     reasons: list[str] = []
     n = res.get("n_temperatures") or 0
@@ -131,8 +135,17 @@ def arrhenius_validity(res: dict[str, Any]) -> list[str]:
         reasons.append(f"only {n} diffusive temperature(s) in the fit (need at least {MIN_ARRHENIUS_TEMPERATURES})"
                        + (f"; {n_ex} excluded" if n_ex else ""))
     ea = res.get("activation_energy_eV")
+    ea_err = res.get("activation_energy_err_eV")
     if ea is not None and not ea > 0:
         reasons.append(f"Ea = {ea:.3g} eV <= 0: D does not increase with temperature")
+    elif ea is not None and ea_err is not None and not ea_err < ea:
+        reasons.append(f"Ea = {ea:.3g} ± {ea_err:.2g} eV is not resolved (its error is as large as the value): "
+                       f"the temperatures are too close or the D values too noisy")
+    band = res.get("diffusivity_target_band_cm2_s")
+    if band and band[0] > 0 and band[1] / band[0] > MAX_BAND_RATIO:
+        reasons.append(f"the {res.get('confidence', 0.95):.0%} band of D({res.get('target_temperature_K', 300.0):g} K) "
+                       f"spans {np.log10(band[1] / band[0]):.1f} decades (> {np.log10(MAX_BAND_RATIO):.0f}): the "
+                       f"extrapolation is not informative")
     Tt = res.get("target_temperature_K", 300.0)
     for key in ("sigma_tracer_target_S_cm", "sigma_charge_target_S_cm"):
         v = res.get(key)
