@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from firemlip.errors import FiremlipError
+from firemlip.options import FinetuneOptions
 
 EV_A3_TO_GPA = 160.21766208
 PathLike = str | os.PathLike[str]
@@ -216,9 +217,13 @@ def _write_metrics_csv(path: Path, result: Mapping[str, Any]) -> None:
 
 # ------------------------------------------------------------------------------------------ learning curves
 
+#: The strategies a learning curve compares by default: FIRE and its two baselines.
+CURVE_STRATEGIES: tuple[str, ...] = ("fire", "vanilla", "scratch")
+
 def learning_curve(foundation: PathLike, train: PathLike, test: PathLike, out_dir: PathLike,
-                   sizes: Sequence[int], strategies: Sequence[str] = ("fire", "vanilla", "scratch"),
-                   valid: PathLike | None = None, replay: PathLike | None = None, epochs: int = 50,
+                   sizes: Sequence[int], strategies: Sequence[str] = CURVE_STRATEGIES,
+                   valid: PathLike | None = None, replay: PathLike | None = None,
+                   epochs: int = FinetuneOptions.default("epochs"),
                    device: str = "cpu", seed: int = 0, **opts: Any) -> list[dict[str, Any]]:
     """For each size and strategy fine-tune on the same first ``size`` frames of a seeded permutation of
     ``train`` (nested subsets), evaluate on ``test``; record wall time (s). Writes ``learning_curve.csv``,
@@ -371,8 +376,9 @@ def register_cli(subparsers) -> None:
     q.add_argument("--valid", help="validation frames (default: split off each subset)")
     q.add_argument("--replay", help="replay data for fire (default: pseudo-label replay)")
     q.add_argument("--sizes", nargs="+", type=positive_int, required=True)
-    q.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=["fire", "vanilla", "scratch"])
-    q.add_argument("--epochs", type=positive_int, default=50)
+    q.add_argument("--strategies", nargs="+", choices=STRATEGIES, default=list(CURVE_STRATEGIES))
+    q.add_argument("--epochs", type=positive_int, default=FinetuneOptions.default("epochs"),
+                   help="training epochs of each fine-tuning")
     q.add_argument("--device", default="cpu")
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--set", action="append", type=key_value, metavar="KEY=VALUE", help="FinetuneOptions field")
