@@ -99,6 +99,7 @@ def test_distill_tiny_student_from_emt(tmp_path):
     assert rep3["training"]["summary"]["epochs_run"] == 1
 
 
+@pytest.mark.slow  # a worker teacher in its own process: ~7 s
 def test_distill_cli_worker_teacher_budget_and_user_structures(tmp_path, capsys):
     user = bulk("Cu", "fcc", a=3.6, cubic=True)
     write_frames(tmp_path / "mine.extxyz", [user])

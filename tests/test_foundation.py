@@ -119,7 +119,8 @@ def test_cli_info_and_shared_group(tiny_model_path, capsys):
     for word in ("Li Al Cu", "4.500 Å", "channels    8", "Default", "float64", "parameters"):
         assert word in out
     # another module can add a command (like `foundation distill`) to the same group
-    from firemlip.foundation import command_group, register_cli
+    from firemlip.cli import command_group
+    from firemlip.cli.foundation import register_cli
 
     top = OneLineParser(prog="firemlip")
     sub = top.add_subparsers(dest="command", parser_class=OneLineParser)

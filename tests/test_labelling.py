@@ -57,6 +57,7 @@ def test_gpaw_bcc_li(tmp_path):
     assert s.shape == (6,) and np.allclose(s[0], s[1:3], atol=1e-4) and np.abs(s[3:]).max() < 1e-6
 
 
+@pytest.mark.slow  # a GPAW subprocess killed mid-run: ~7 s
 def test_label_resume_after_sigkill(tmp_path):
     frames = _cu_frames(20, seed=5)
     write(tmp_path / "in.extxyz", frames)

@@ -9,7 +9,6 @@ the electrolyte stay solid; the demo ends with a summary of it (:func:`transport
 
 from __future__ import annotations
 
-import argparse
 import shutil
 from pathlib import Path
 
@@ -154,22 +153,3 @@ def transport_summary(run_dir: str | Path, quick: bool = True) -> list[str]:
     else:
         lines.append(f"  Haven ratio: {arr.get('haven_source', 'not available')}")
     return lines
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    status = run_demo(args.run_dir, quick=args.quick, relabel=args.relabel, foundation=args.foundation)
-    for line in transport_summary(args.run_dir, quick=args.quick):
-        print(f"firemlip demo: {line}")
-    print(f"demo finished in {status['wall_time_s']} s; outputs in {args.run_dir}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run FIRE on the bundled Li | Li3N interface example")
-    p.add_argument("--quick", action="store_true", help="the short profile (minutes on 2 cores)")
-    p.add_argument("--relabel", action="store_true", help="recompute the DFT labels instead of the bundled ones")
-    p.add_argument("--run-dir", default="runs/demo")
-    p.add_argument("--foundation", help="foundation name (mace-mp-0-small …) or .model path; default: MACE-MP-0 "
-                                        "small for the default profile when it can be downloaded, else (and for "
-                                        "--quick) the bundled foundation distilled from SevenNet-0")
-    p.set_defaults(func=_cmd_demo)

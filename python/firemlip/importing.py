@@ -7,7 +7,6 @@ extended XYZ with arbitrary key names (``--energy-key`` …). Units: eV, eV/Å, 
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 from ase import Atoms
 
 from firemlip.errors import FiremlipError, InputFileError
-from firemlip.io import read_frames, set_labels, write_frames
+from firemlip.io import read_frames, set_labels
 
 
 def _calc_results(a: Atoms) -> dict:
@@ -171,31 +170,3 @@ def import_paths(paths: Sequence[str], energy_key: str = "energy", forces_key: s
         counts[str(pp)] = len(got)
         out.extend(got)
     return out
-
-
-def _cmd_import(args: argparse.Namespace) -> int:
-    counts: dict[str, int] = {}
-    frames = import_paths(args.paths, args.energy_key, args.forces_key, args.stress_key, args.stress_unit,
-                          type_map=args.type_map, report=counts)
-    if not frames:
-        raise FiremlipError(f"{', '.join(args.paths)}: no frames found to import")
-    write_frames(args.output, frames)
-    if len(counts) > 1:
-        for src, n in counts.items():
-            print(f"  {n:6d} frames  {src}")
-    print(f"imported {len(frames)} frames from {len(counts)} source(s) → {args.output}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="import OUTCAR / vasprun.xml / DeePMD npy / extxyz into REF_* extxyz")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--energy-key", default="energy", help="extxyz info key of the energy (eV)")
-    p.add_argument("--forces-key", default="forces", help="extxyz array key of the forces (eV/Å)")
-    p.add_argument("--stress-key", default="stress", help="extxyz info key of the stress")
-    p.add_argument("--stress-unit", type=float, default=1.0,
-                   help="factor converting the stored stress to eV/Å³ (e.g. -1/1602.1766 for VASP kBar)")
-    p.add_argument("--type-map", help="elements of the DeePMD type indices, comma-separated (e.g. Li,Ge,P,S); "
-                                      "needed for systems without type_map.raw, overrides it otherwise")
-    p.add_argument("-o", "--output", required=True)
-    p.set_defaults(func=_cmd_import)

@@ -11,7 +11,6 @@ are checked again here with the same functions.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import json
@@ -346,15 +345,3 @@ def _timings(doc: _Doc, stages: dict[str, Path]) -> None:
     doc.table(["stage", "status", "wall time (s)", "started"], rows)
     doc.table(["package", "version"], [[k, str(v)] for k, v in sorted(versions.items())])
     doc.table(["stage", "input", "file", "sha256 (first 16)"], inputs)
-
-
-def _cmd_report(args: argparse.Namespace) -> int:
-    md, ht = build_report(args.run_dir)
-    print(f"wrote {md} and {ht}")
-    return 0
-
-
-def register_cli(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="write report.md and report.html for a run directory")
-    p.add_argument("run_dir")
-    p.set_defaults(func=_cmd_report)

@@ -1,8 +1,11 @@
-"""The ``firemlip`` command line: a thin layer over the stage modules.
+"""The ``firemlip`` command line: a thin layer over the stage modules' Python API.
 
-Each stage module may define ``register_cli(subparsers)``, adding its sub-command(s) with
-``parser.set_defaults(func=callable(args) -> int | None)``. User errors (:class:`FiremlipError`) and argument
-errors are printed as one line and exit with status 2.
+One module per command in this package (``firemlip.cli.finetune``, ``firemlip.cli.select``, …), each with
+``register_cli(subparsers)`` that adds its sub-command(s) with ``parser.set_defaults(func=callable(args) -> int |
+None)``. Options that have a pydantic model in :mod:`firemlip.options` are generated from it (``add_options`` /
+``options_from_args``), so the CLI, the YAML config and the Python API share one set of defaults. Stage modules
+never import this package. User errors (:class:`FiremlipError`) and argument errors are printed as one line and
+exit with status 2.
 """
 
 from __future__ import annotations
@@ -15,24 +18,11 @@ from collections.abc import Sequence
 from firemlip import __version__
 from firemlip.errors import FiremlipError
 
-# Stage modules in the order their commands are listed in ``firemlip --help``.
-COMMAND_MODULES = (
-    "firemlip.workflow.cli",
-    "firemlip.structures",
-    "firemlip.labelling",
-    "firemlip.importing",
-    "firemlip.foundation",
-    "firemlip.distill",
-    "firemlip.training",
-    "firemlip.evaluation",
-    "firemlip.sampling",
-    "firemlip.selection",
-    "firemlip.lammps",
-    "firemlip.analysis",
-    "firemlip.audit",
-    "firemlip.report",
-    "firemlip.demo",
-)
+# Command modules in the order their commands are listed in ``firemlip --help``.
+COMMAND_MODULES = tuple(f"firemlip.cli.{name}" for name in (
+    "run", "structures", "label", "importing", "foundation", "distill", "finetune", "evaluate", "sample", "select",
+    "lammps", "analyze", "audit", "report", "demo",
+))
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,4 +1,4 @@
-"""``firemlip run CONFIG.yaml``: the whole pipeline (stages that are enabled), resumable."""
+"""``firemlip run CONFIG.yaml``: the whole pipeline, resumable."""
 
 from __future__ import annotations
 
