@@ -511,8 +511,31 @@ def test_guard_unresolved_activation_energy(tmp_path: Path) -> None:
             for T, D, e in ((600.0, 1.34e-5, 1.8e-6), (650.0, 1.94e-5, 2.8e-6), (700.0, 1.63e-5, 1.6e-6))]
     arr = analyze_arrhenius(rows, tmp_path / "noisy")
     assert 0 < arr["activation_energy_eV"] < arr["activation_energy_err_eV"] and arr["valid"] is False
+    assert arr["activation_energy_valid"] is False and arr["extrapolation_valid"] is False
     assert any("not resolved" in r for r in arr["invalid_reasons"])
     assert any("decades" in r for r in arr["invalid_reasons"])
     # the same temperatures on an exact 0.3 eV line with 2 % errors are resolved and valid
     ok = analyze_arrhenius([_diffusion_row(T) for T in (600.0, 650.0, 700.0)], tmp_path / "ok")
     assert ok["valid"], ok["invalid_reasons"]
+
+
+def test_resolved_activation_energy_with_an_uninformative_extrapolation(tmp_path: Path) -> None:
+    """Ea = 0.34 ± 0.18 eV over 600-700 K (the quick Li | Li3N demo's numbers) is resolved and can be quoted,
+    while the extrapolation to 300 K (a band of several decades) is flagged: activation_energy_valid is true,
+    extrapolation_valid and valid are false, and the reasons name the band only."""
+    rows = [{**_diffusion_row(T), "diffusivity_cm2_s": D, "diffusivity_err_cm2_s": e}
+            for T, D, e in ((600.0, 7.24e-6, 5.1e-6), (650.0, 1.70e-5, 3.4e-6), (700.0, 2.43e-5, 4.3e-6))]
+    arr = analyze_arrhenius(rows, tmp_path / "a")
+    assert arr["activation_energy_err_eV"] < arr["activation_energy_eV"]
+    assert arr["activation_energy_valid"] is True
+    assert arr["extrapolation_valid"] is False and arr["valid"] is False
+    assert arr["invalid_reasons"] and all("decades" in r for r in arr["invalid_reasons"])
+    from firemlip.demo import transport_summary
+
+    an = tmp_path / "run" / "13_analyze"
+    (an / "arrhenius").mkdir(parents=True)
+    (an / "manifest.json").write_text("{}")
+    (an / "arrhenius" / "arrhenius.json").write_text(json.dumps(arr))
+    text = "\n".join(transport_summary(tmp_path / "run"))
+    assert f"Ea = {arr['activation_energy_eV']:.3f} ± {arr['activation_energy_err_eV']:.3f} eV" in text
+    assert "σ(300 K): NOT CONVERGED" in text and "S/cm (" not in text

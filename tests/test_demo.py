@@ -59,8 +59,8 @@ def test_transport_summary_valid_and_not_converged(tmp_path):
 
 @pytest.mark.slow
 def test_quick_demo_runs_on_bundled_data(tmp_path, cli):
-    r = cli("demo", "--quick", "--run-dir", tmp_path / "demo", cwd=REPO, timeout=1500,
-            env={"OMP_NUM_THREADS": "1"})
+    # a smoke run of the whole example (3 ps of MD per temperature): `make demo` runs the full quick profile
+    r = cli("demo", "--quick", "--md-steps", "1500", "--run-dir", tmp_path / "demo", cwd=REPO, timeout=1500)
     assert r.returncode == 0, r.stderr[-3000:]
     rd = tmp_path / "demo"
     lab = json.loads(next(rd.glob("*_label")).joinpath("manifest.json").read_text())

@@ -19,8 +19,12 @@ EXAMPLE = REPO / "examples" / "li_li3n"
 
 
 def run_demo(run_dir: str | Path = "runs/demo", quick: bool = True, relabel: bool = False,
-             example: Path = EXAMPLE, foundation: str | None = None) -> dict:
-    """Run the example's config into ``run_dir``; seeds the label cache from the bundled data."""
+             example: Path = EXAMPLE, foundation: str | None = None, md_steps: int | None = None) -> dict:
+    """Run the example's config into ``run_dir``; seeds the label cache from the bundled data.
+
+    ``md_steps``: production MD steps per diffusion temperature instead of the profile's (a smoke run of the whole
+    pipeline; the transport summary then says "not converged" unless the analysis accepts the result).
+    """
     from firemlip.config import load_config
     from firemlip.workflow.run import run
 
@@ -41,6 +45,11 @@ def run_demo(run_dir: str | Path = "runs/demo", quick: bool = True, relabel: boo
         cfg.stages.label_selected.data = None  # label this run's own selection with the labeller
     if quick:
         _quick(cfg)
+    if md_steps is not None and cfg.stages.md is not None and cfg.stages.md.diffusion is not None:
+        if md_steps <= 0:
+            raise FiremlipError(f"md_steps: expected a positive number of MD steps, got {md_steps}")
+        cfg.stages.md.diffusion.steps = int(md_steps)
+        cfg.stages.md.diffusion.equil_steps = min(cfg.stages.md.diffusion.equil_steps, int(md_steps) // 10 or 1)
     want = foundation or (None if quick else "mace-mp-0-small")
     if want:
         _use_foundation(cfg, want, fallback=foundation is None)
@@ -99,8 +108,9 @@ def _quick(cfg) -> None:
 
 def transport_summary(run_dir: str | Path, quick: bool = True) -> list[str]:
     """Lines summarising the run's transport results (``*_analyze``): D* per temperature with its validity and the
-    melt checks, then Ea with its error and σ(300 K) with its band — or, when the Arrhenius result is invalid,
-    a "not converged" line with the reasons. Never prints an Ea or σ that the analysis marked invalid."""
+    melt checks, then Ea with its error and σ(300 K) with its band — or a "not converged" line with the reasons for
+    each of them that the analysis marked invalid (``activation_energy_valid``, ``valid``). Never prints an Ea or
+    σ that the analysis marked invalid."""
     import json
 
     rd = Path(run_dir)
@@ -134,22 +144,28 @@ def transport_summary(run_dir: str | Path, quick: bool = True) -> list[str]:
     if not arr_f.exists():
         return lines + ["  Ea, σ(300 K): not computed (fewer than two temperatures)"]
     arr = json.loads(arr_f.read_text())
-    if not arr.get("valid"):
-        hint = ("run the default profile (`firemlip demo`, longer MD) for a converged value" if quick else
-                "run longer MD (stages.md.diffusion.steps) or more temperatures")
+    hint = ("run the default profile (`firemlip demo`, longer MD) for a converged value" if quick else
+            "run longer MD (stages.md.diffusion.steps) or more temperatures")
+    ea_ok = arr.get("activation_energy_valid", arr.get("valid"))
+    if not ea_ok:
         return lines + ["  Ea, σ(300 K): NOT CONVERGED — " + "; ".join(arr.get("invalid_reasons") or []) + f"; {hint}"]
     Tt = arr.get("target_temperature_K", 300.0)
-    lines.append(f"  Ea = {arr['activation_energy_eV']:.3f} ± {arr['activation_energy_err_eV']:.3f} eV "
-                 f"(fit over {arr['n_temperatures']} temperatures)")
-    if arr.get("sigma_tracer_target_S_cm") is not None:
+    Ts = arr.get("temperatures_K") or []
+    lines.append(f"  Ea = {arr['activation_energy_eV']:.3f} ± {arr['activation_energy_err_eV']:.3f} eV (1σ; fit over "
+                 f"{arr['n_temperatures']} temperatures" + (f", {min(Ts):g}–{max(Ts):g} K)" if Ts else ")"))
+    if not arr.get("valid"):
+        lines.append(f"  σ({Tt:g} K): NOT CONVERGED — " + "; ".join(arr.get("invalid_reasons") or []) + f"; {hint}")
+    elif arr.get("sigma_tracer_target_S_cm") is not None:
         lo, hi = arr["sigma_tracer_target_band_S_cm"]
         lines.append(f"  σ({Tt:g} K), tracer (H_R = 1) = {arr['sigma_tracer_target_S_cm']:.2g} S/cm "
                      f"({arr['units']['band']} band {lo:.2g}–{hi:.2g})")
     h = arr.get("haven_ratio")
-    if h is not None and arr.get("sigma_charge_target_S_cm") is not None:
+    if h is not None and arr.get("valid") and arr.get("sigma_charge_target_S_cm") is not None:
         lo, hi = arr["sigma_charge_target_band_S_cm"]
         lines.append(f"  σ({Tt:g} K) with Haven ratio {h:.2f} ({arr.get('haven_source')}) = "
                      f"{arr['sigma_charge_target_S_cm']:.2g} S/cm (band {lo:.2g}–{hi:.2g})")
+    elif h is not None:
+        lines.append(f"  Haven ratio H_R = {h:.2f} ({arr.get('haven_source')})")
     else:
         lines.append(f"  Haven ratio: {arr.get('haven_source', 'not available')}")
     return lines

@@ -279,6 +279,8 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
     if a:
         reasons = list(a.get("invalid_reasons") or []) if "valid" in a else arrhenius_validity(a)
         inv = bool(reasons) or a.get("valid") is False
+        # Ea with its error bar can stand while the extrapolation to Tt is flagged (activation_energy_valid)
+        inv_ea = inv and not a.get("activation_energy_valid", False)
         Tt = _fmt(a.get("target_temperature_K"))
         doc.h("Arrhenius fit and extrapolation", 3)
         if inv:
@@ -287,7 +289,7 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
         doc.table(["temperatures fitted (K)", "excluded", "Ea (eV)", f"D({Tt} K) (cm²/s)",
                    f"σ tracer({Tt} K) (S/cm)", f"σ charge({Tt} K) (S/cm)", "Haven ratio H_R", "H_R source", "valid"],
                   [[used or "–", str(a.get("n_excluded", 0)),
-                    _flag(_pm(a.get("activation_energy_eV"), a.get("activation_energy_err_eV")), inv),
+                    _flag(_pm(a.get("activation_energy_eV"), a.get("activation_energy_err_eV")), inv_ea),
                     _flag(_pm(a.get("diffusivity_target_cm2_s"), a.get("diffusivity_target_err_cm2_s")), inv),
                     _flag(_fmt(a.get("sigma_tracer_target_S_cm")), inv),
                     _flag(_fmt(a.get("sigma_charge_target_S_cm")), inv),

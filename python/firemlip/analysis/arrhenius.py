@@ -7,9 +7,11 @@ J Σ Jᵀ with J = (1, 1/T*); the confidence band uses Student's t with the fit'
 
 Guards (:func:`analyze_arrhenius`): temperatures whose diffusion result is invalid (non-diffusive MSD, D ≤ 0,
 melted or collapsed framework, …; see :func:`firemlip.analysis.diffusion.diffusion_validity`) are left out of
-the fit and listed with their reasons. The fit and its extrapolation are ``valid: false`` with
-``invalid_reasons`` when fewer than ``MIN_ARRHENIUS_TEMPERATURES`` diffusive temperatures remain, when Ea ≤ 0,
-or when the extrapolated σ lies outside [``SIGMA_MIN_S_CM``, ``SIGMA_MAX_S_CM``].
+the fit and listed with their reasons. The result is ``valid: false`` with ``invalid_reasons`` when fewer than
+``MIN_ARRHENIUS_TEMPERATURES`` diffusive temperatures remain, when Ea ≤ 0 or not larger than its error
+(``activation_energy_valid: false`` too), or when the extrapolation is not informative (a confidence band of
+D(T*) wider than ``MAX_BAND_RATIO``) or the extrapolated σ lies outside [``SIGMA_MIN_S_CM``, ``SIGMA_MAX_S_CM``]
+(``extrapolation_valid: false`` only: Ea with its error bar can still be quoted).
 """
 
 from __future__ import annotations
@@ -121,12 +123,11 @@ def _ln_band(fit: dict[str, Any], T: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return a + b / T, s
 
 
-def arrhenius_validity(res: dict[str, Any]) -> list[str]:
-    """Reasons why an ``arrhenius.json`` content (Ea, extrapolated D and σ) cannot be trusted; empty when it can.
+def activation_energy_validity(res: dict[str, Any]) -> list[str]:
+    """Reasons why the fitted Ea of an ``arrhenius.json`` content cannot be quoted; empty when it can.
 
     Checks: at least MIN_ARRHENIUS_TEMPERATURES diffusive temperatures in the fit, Ea > 0 and larger than its 1σ
-    error, a band of the extrapolated D narrower than MAX_BAND_RATIO, every extrapolated σ within
-    [SIGMA_MIN_S_CM, SIGMA_MAX_S_CM]. Works on results written before ``valid`` existed.
+    error.
     """
     reasons: list[str] = []
     n = res.get("n_temperatures") or 0
@@ -141,6 +142,16 @@ def arrhenius_validity(res: dict[str, Any]) -> list[str]:
     elif ea is not None and ea_err is not None and not ea_err < ea:
         reasons.append(f"Ea = {ea:.3g} ± {ea_err:.2g} eV is not resolved (its error is as large as the value): "
                        f"the temperatures are too close or the D values too noisy")
+    return reasons
+
+
+def extrapolation_validity(res: dict[str, Any]) -> list[str]:
+    """Reasons why the extrapolated D and σ at the target temperature cannot be quoted, beyond those of the Ea.
+
+    Checks: a band of the extrapolated D narrower than MAX_BAND_RATIO, every extrapolated σ within
+    [SIGMA_MIN_S_CM, SIGMA_MAX_S_CM].
+    """
+    reasons: list[str] = []
     band = res.get("diffusivity_target_band_cm2_s")
     if band and band[0] > 0 and band[1] / band[0] > MAX_BAND_RATIO:
         reasons.append(f"the {res.get('confidence', 0.95):.0%} band of D({res.get('target_temperature_K', 300.0):g} K) "
@@ -153,6 +164,13 @@ def arrhenius_validity(res: dict[str, Any]) -> list[str]:
             reasons.append(f"extrapolated {key.split('_')[1]} sigma({Tt:g} K) = {v:.3g} S/cm outside the physical "
                            f"range {SIGMA_MIN_S_CM:g}-{SIGMA_MAX_S_CM:g} S/cm")
     return reasons
+
+
+def arrhenius_validity(res: dict[str, Any]) -> list[str]:
+    """Reasons why an ``arrhenius.json`` content (Ea, extrapolated D and σ) cannot be trusted as a whole; empty
+    when it can: :func:`activation_energy_validity` then :func:`extrapolation_validity`. Works on results written
+    before ``valid`` existed."""
+    return activation_energy_validity(res) + extrapolation_validity(res)
 
 
 def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]], out_dir: str | os.PathLike[str],
@@ -244,9 +262,13 @@ def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]]
                 res.update(sigma_charge_target_S_cm=s_tr / h,
                            sigma_charge_target_band_S_cm=[v / h for v in res["sigma_tracer_target_band_S_cm"]])
     res.pop("_ln_sigma_target", None)
-    reasons = arrhenius_validity(res)
-    if fit is None and fit_note and not any("diffusive temperature" in r for r in reasons):
-        reasons.append(fit_note)
+    ea_reasons = activation_energy_validity(res)
+    if fit is None and fit_note and not any("diffusive temperature" in r for r in ea_reasons):
+        ea_reasons.append(fit_note)
+    reasons = ea_reasons + extrapolation_validity(res)
+    # Ea can be quoted (with its error) while the extrapolation over a wide 1/T gap is still uninformative
+    res["activation_energy_valid"] = not ea_reasons
+    res["extrapolation_valid"] = not reasons
     res["valid"] = not reasons
     res["invalid_reasons"] = reasons
     res["units"] = {"activation_energy": "eV", "diffusivity": "cm^2/s", "temperature": "K", "sigma": "S/cm",
