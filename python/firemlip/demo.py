@@ -54,8 +54,8 @@ def run_demo(run_dir: str | Path = "runs/demo", quick: bool = True, relabel: boo
     if want:
         _use_foundation(cfg, want, fallback=foundation is None)
     print(f"firemlip demo: {'quick' if quick else 'default'} profile, run directory {rd}")
-    print("firemlip demo: expected time on 2 CPU cores: " + ("~5 minutes" if quick else
-          "~25 minutes with the bundled foundation, hours with MACE-MP-0 (fine-tune it on a GPU)") +
+    print("firemlip demo: expected time on 2 CPU cores: " + ("~8 minutes" if quick else
+          "~40 minutes with the bundled foundation, hours with MACE-MP-0 (fine-tune it on a GPU)") +
           (" plus GPAW labelling (minutes per frame)" if relabel else ""))
     if relabel:
         print("firemlip demo: --relabel given: every frame is labelled with GPAW (minutes per frame)")
@@ -88,7 +88,7 @@ def _use_foundation(cfg, name: str, fallback: bool) -> None:
 #: The quick profile's caps: training epochs, sampling steps, and per-temperature diffusion MD (production and
 #: equilibration steps). Its transport numbers are a preview: the summary says "not converged" when the
 #: analysis marks them invalid (non-diffusive MSD, a collapsed framework, fewer than three temperatures …).
-QUICK = {"prefit_epochs": 8, "sample_steps": 600, "finetune_epochs": 25, "diffusion_steps": 5000,
+QUICK = {"prefit_epochs": 8, "sample_steps": 600, "finetune_epochs": 25, "diffusion_steps": 12500,
          "diffusion_equil_steps": 500}
 
 
