@@ -539,3 +539,25 @@ def test_resolved_activation_energy_with_an_uninformative_extrapolation(tmp_path
     text = "\n".join(transport_summary(tmp_path / "run"))
     assert f"Ea = {arr['activation_energy_eV']:.3f} ± {arr['activation_energy_err_eV']:.3f} eV" in text
     assert "σ(300 K): NOT CONVERGED" in text and "S/cm (" not in text
+
+
+def test_error_bar_covers_a_run_whose_halves_differ() -> None:
+    """Walkers that diffuse with D in the first half of the run and 4 D in the second (a burst of hops, as a few
+    collective events make in a small cell): the bootstrap over atoms alone is far smaller than the difference; the
+    reported error is half the difference of the two half-run values and covers the gap to both of them."""
+    rng = np.random.default_rng(3)
+    n_frames, n_li = 400, 96
+    step = np.sqrt(2 * D_TRUE / 0.1 * DT_FS * EVERY)
+    steps = rng.normal(0, step, (n_frames, n_li, 3))
+    steps[n_frames // 2:] *= 2.0  # 4 x D in the second half
+    pos = np.cumsum(steps, axis=0)
+    tr = tracer_diffusion(pos, DT_FS * EVERY, n_bootstrap=50)
+    d1, d2 = tr["halves_cm2_s"]
+    assert 2.5 < d2 / d1 < 6.0, (d1, d2)
+    assert tr["err_atoms_cm2_s"] < 0.5 * tr["err_halves_cm2_s"]
+    f = tr["fit"]
+    assert f.diffusivity_err_cm2_s == pytest.approx(abs(d2 - d1) / 2)
+    assert f.diffusivity_cm2_s - f.diffusivity_err_cm2_s < max(d1, d2)
+    # a stationary walk keeps the bootstrap's error bar where the halves agree within it
+    st = tracer_diffusion(np.cumsum(rng.normal(0, step, (n_frames, n_li, 3)), axis=0), DT_FS * EVERY, n_bootstrap=50)
+    assert st["fit"].diffusivity_err_cm2_s == pytest.approx(max(st["err_atoms_cm2_s"], st["err_halves_cm2_s"]))

@@ -16,8 +16,10 @@ Units: positions in Å, time in fs, D in cm²/s (1 Å²/fs = 0.1 cm²/s), volume
   origins, O(T log T)) — our own numpy code, because MDAnalysis' ``EinsteinMSD(fft=True)`` needs the
   ``tidynamics`` package.
 * The tracer diffusivity is D* = lim MSD(t)/(2 d t) (Einstein), fitted as a straight line with intercept on a
-  window where the log–log slope of the MSD is ≈ 1 (the ballistic/caged start skipped). Its uncertainty is a
-  bootstrap over atoms. The run is ``diffusive`` when that slope lies in [``DIFFUSIVE_SLOPE_MIN``,
+  window where the log–log slope of the MSD is ≈ 1 (the ballistic/caged start skipped). Its uncertainty is the
+  larger of a bootstrap over atoms and half the difference between the D values of the run's two halves: the
+  bootstrap alone misses the scatter between trajectories when few ions hop (two 25–30 ps runs of the Li | Li3N
+  example at 600 K gave D values three times apart, each with a ±15–45 % bootstrap error). The run is ``diffusive`` when that slope lies in [``DIFFUSIVE_SLOPE_MIN``,
   ``DIFFUSIVE_SLOPE_MAX``]; otherwise D is not a diffusivity and the result is marked invalid.
 * The charge (collective) diffusivity D_σ = lim ⟨|Σ_i Δr_i(t)|²⟩ / (2 d N t) of the N mobile ions gives the
   Haven ratio H_R = D*/D_σ. The collective MSD is computed over the whole run with all (overlapping) time
@@ -459,7 +461,9 @@ def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fra
 
     Returns a dict with ``t_fs``, ``msd_A2`` (T, total) and ``msd_dir_A2`` (T, 3), the fit (``fit``:
     :class:`DiffusionFit` for 3-D D*), per-direction fits ``fit_dir`` (D from MSD_k/(2t)) and ``window``.
-    The uncertainty is the standard deviation of D over ``n_bootstrap`` resamplings of the atoms. The window
+    The uncertainty of D* is the larger of the standard deviation of D over ``n_bootstrap`` resamplings of the atoms
+    (``err_atoms_cm2_s``) and half the difference of the two half-run values (``err_halves_cm2_s``,
+    :func:`_half_run_diffusivities`); the per-direction errors are the bootstrap's. The window
     is chosen with ``tolerance`` on the log–log slope; ``diffusive`` uses :func:`is_diffusive` (0.8–1.2).
     """
     T, N, _ = positions.shape
@@ -501,7 +505,34 @@ def tracer_diffusion(positions: np.ndarray, frame_interval_fs: float, *, end_fra
 
     total = fit(msd, 3, slopes_boot.sum(axis=1))
     dirs = {k: fit(msd_dir[:, j], 1, slopes_boot[:, j]) for j, k in enumerate(_DIRS)}
-    return {"t_fs": t, "msd_A2": msd, "msd_dir_A2": msd_dir, "fit": total, "fit_dir": dirs, "window": (i0, i1)}
+    err_atoms = total.diffusivity_err_cm2_s
+    halves = _half_run_diffusivities(disp, t, i0, i1)
+    err_halves = abs(halves[0] - halves[1]) / 2 if halves is not None else None
+    if err_halves is not None and err_halves > err_atoms:
+        total.diffusivity_err_cm2_s = err_halves
+    return {"t_fs": t, "msd_A2": msd, "msd_dir_A2": msd_dir, "fit": total, "fit_dir": dirs, "window": (i0, i1),
+            "err_atoms_cm2_s": err_atoms, "err_halves_cm2_s": err_halves,
+            "halves_cm2_s": list(halves) if halves is not None else None}
+
+
+def _half_run_diffusivities(disp: np.ndarray, t: np.ndarray, i0: int, i1: int) -> tuple[float, float] | None:
+    """D* (cm²/s) of the first and of the second half of a run, each fitted on the lags [i0, min(i1, half − 1)].
+
+    ``disp``: (T, N, 3) displacements (Å); ``t``: lag times (fs). Their difference measures the run-to-run scatter
+    that a bootstrap over the atoms of one trajectory misses (few, collective hops): for two halves the standard
+    error of the whole run's D is |D1 − D2| / 2. None when a half is too short for MIN_FIT_POINTS lags.
+    """
+    T = disp.shape[0]
+    half = T // 2
+    end = min(i1, half - 1)
+    if end - i0 + 1 < MIN_FIT_POINTS:
+        return None
+    out = []
+    for seg in (disp[:half], disp[half:2 * half]):
+        m = msd_fft(seg - seg[0]).mean(axis=1).sum(axis=1)  # (half,) Å²
+        slope, _ = _linear_fit(t[i0:end + 1], m[i0:end + 1])
+        out.append(slope * A2_PER_FS_TO_CM2_PER_S / 6)
+    return out[0], out[1]
 
 
 def charge_diffusion(positions: np.ndarray, frame_interval_fs: float, window_fs: tuple[float, float],
@@ -841,7 +872,11 @@ def _analyze(traj: Trajectory, species: str, temperature_K: float, timestep_fs: 
         "diffusive_slope_range": [DIFFUSIVE_SLOPE_MIN, DIFFUSIVE_SLOPE_MAX],
         "diffusivity_cm2_s": f.diffusivity_cm2_s,
         "diffusivity_err_cm2_s": f.diffusivity_err_cm2_s,
-        "uncertainty_method": f"bootstrap over {n_ions} {species} atoms ({n_bootstrap} resamples), 1 sigma",
+        "uncertainty_method": (f"the larger of half the difference of the two half-run D values and a bootstrap "
+                               f"over {n_ions} {species} atoms ({n_bootstrap} resamples), 1 sigma"),
+        "diffusivity_err_atoms_cm2_s": tr["err_atoms_cm2_s"],
+        "diffusivity_err_halves_cm2_s": tr["err_halves_cm2_s"],
+        "diffusivity_halves_cm2_s": tr["halves_cm2_s"],
         "diffusivity_directional_cm2_s": {k: v.diffusivity_cm2_s for k, v in tr["fit_dir"].items()},
         "diffusivity_directional_err_cm2_s": {k: v.diffusivity_err_cm2_s for k, v in tr["fit_dir"].items()},
         "charge_diffusivity_cm2_s": ch["diffusivity_cm2_s"],
