@@ -76,6 +76,7 @@ def test_quick_demo_runs_on_bundled_data(tmp_path, cli):
         assert section in html
     # the transport summary: Li of the Li3N slab, and either a positive Ea or a "not converged" line
     assert "transport (Li initially in the substrate region)" in r.stdout
+    assert "experiment, Li3N perpendicular to c: Ea ≈ 0.29 eV" in r.stdout
     arr = json.loads(next(rd.glob("*_analyze")).joinpath("arrhenius", "arrhenius.json").read_text())
     if arr["valid"]:
         assert arr["activation_energy_eV"] > 0 and "Ea = " in r.stdout

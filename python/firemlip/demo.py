@@ -16,6 +16,9 @@ from firemlip.errors import FiremlipError
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "li_li3n"
+#: What experiment says about the example's electrolyte, printed after the transport summary for comparison.
+LITERATURE = ("experiment, Li3N perpendicular to c: Ea ≈ 0.29 eV, σ(300 K) = 1.2e-3 S/cm "
+              "(U. v. Alpen et al., Appl. Phys. Lett. 30, 621 (1977)); see examples/li_li3n/README.md")
 
 
 def run_demo(run_dir: str | Path = "runs/demo", quick: bool = True, relabel: bool = False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from firemlip.cli import positive_int
-from firemlip.demo import run_demo, transport_summary
+from firemlip.demo import LITERATURE, run_demo, transport_summary
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -13,6 +13,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                       md_steps=args.md_steps)
     for line in transport_summary(args.run_dir, quick=args.quick):
         print(f"firemlip demo: {line}")
+    print(f"firemlip demo:   {LITERATURE}")
     print(f"demo finished in {status['wall_time_s']} s; outputs in {args.run_dir}")
     return 0
 
