@@ -58,7 +58,7 @@ def run_demo(run_dir: str | Path = "runs/demo", quick: bool = True, relabel: boo
         _use_foundation(cfg, want, fallback=foundation is None)
     print(f"firemlip demo: {'quick' if quick else 'default'} profile, run directory {rd}")
     print("firemlip demo: expected time on 2 CPU cores: " + ("~8 minutes" if quick else
-          "~40 minutes with the bundled foundation, hours with MACE-MP-0 (fine-tune it on a GPU)") +
+          "~15 minutes with the bundled foundation, hours with MACE-MP-0 (fine-tune it on a GPU)") +
           (" plus GPAW labelling (minutes per frame)" if relabel else ""))
     if relabel:
         print("firemlip demo: --relabel given: every frame is labelled with GPAW (minutes per frame)")
