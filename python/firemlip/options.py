@@ -193,8 +193,8 @@ class FinetuneOptions(Options):
 
     command: ClassVar[str] = "finetune"
     positive: ClassVar[tuple[str, ...]] = ("lr", "batch_size", "epochs", "schedule_epochs", "patience",
-                                           "scheduler_patience", "replay_size", "monitor_size")
-    nonnegative: ClassVar[tuple[str, ...]] = ("replay_ratio", "replay_weight", "replay_energy_weight",
+                                           "scheduler_patience", "replay_size")
+    nonnegative: ClassVar[tuple[str, ...]] = ("monitor_size", "replay_ratio", "replay_weight", "replay_energy_weight",
                                               "energy_weight", "forces_weight", "stress_weight", "weight_decay",
                                               "replay_rattle_A", "replay_max_strain", "clip_grad",
                                               "stage_two_energy_weight", "stage_two_lr")
@@ -238,7 +238,7 @@ class FinetuneOptions(Options):
     head: str | None = Field(None, description="foundation head to fine-tune (default: the model's default head)")
     valid_fraction: float = Field(0.1, description="fraction of the training frames held out for validation when "
                                                    "no validation file is given")
-    monitor_size: int = Field(32, description="replay frames kept aside to log forgetting every epoch")
+    monitor_size: int = Field(32, description="replay frames kept aside to log forgetting every epoch (0: none)")
     name: str | None = Field(None, description="output model file stem (default: the strategy)")
     progress: bool = Field(True, description="progress bar", json_schema_extra={"cli": False})
     mace_args: tuple[str, ...] = Field(
