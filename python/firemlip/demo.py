@@ -149,15 +149,15 @@ def transport_summary(run_dir: str | Path, quick: bool = True) -> list[str]:
     arr = json.loads(arr_f.read_text())
     hint = ("run the default profile (`firemlip demo`, longer MD) for a converged value" if quick else
             "run longer MD (stages.md.diffusion.steps) or more temperatures")
-    ea_ok = arr.get("activation_energy_valid", arr.get("valid"))
-    if not ea_ok:
-        return lines + ["  Ea, σ(300 K): NOT CONVERGED — " + "; ".join(arr.get("invalid_reasons") or []) + f"; {hint}"]
+    not_converged = "NOT CONVERGED — " + "; ".join(arr.get("invalid_reasons") or []) + f"; {hint}"
+    if not arr.get("activation_energy_valid", arr.get("valid")):
+        return lines + [f"  Ea, σ(300 K): {not_converged}"]
     Tt = arr.get("target_temperature_K", 300.0)
     Ts = arr.get("temperatures_K") or []
     lines.append(f"  Ea = {arr['activation_energy_eV']:.3f} ± {arr['activation_energy_err_eV']:.3f} eV (1σ; fit over "
                  f"{arr['n_temperatures']} temperatures" + (f", {min(Ts):g}–{max(Ts):g} K)" if Ts else ")"))
     if not arr.get("valid"):
-        lines.append(f"  σ({Tt:g} K): NOT CONVERGED — " + "; ".join(arr.get("invalid_reasons") or []) + f"; {hint}")
+        lines.append(f"  σ({Tt:g} K): {not_converged}")
     elif arr.get("sigma_tracer_target_S_cm") is not None:
         lo, hi = arr["sigma_tracer_target_band_S_cm"]
         lines.append(f"  σ({Tt:g} K), tracer (H_R = 1) = {arr['sigma_tracer_target_S_cm']:.2g} S/cm "

@@ -12,7 +12,8 @@ Python entry points (each writes ``<name>.json`` with units and uncertainties pl
 * :func:`firemlip.analysis.scaling.analyze_scaling`
 * :func:`firemlip.analysis.structure.structure_check` / :func:`~firemlip.analysis.structure.analyze_structure`
 
-CLI (:mod:`firemlip.cli.analyze`): ``firemlip analyze diffusion|arrhenius|conductivity|impedance|elastic|scaling|structure``.
+CLI (:mod:`firemlip.cli.analyze`):
+``firemlip analyze diffusion|arrhenius|conductivity|impedance|elastic|scaling|structure``.
 
 Transport results carry ``valid`` and ``invalid_reasons`` (non-diffusive MSD, melted framework, fewer than 3
 temperatures, Ea ≤ 0, σ outside the physical range); the CLI repeats the reasons on stderr as

@@ -19,8 +19,9 @@ Units: positions in Å, time in fs, D in cm²/s (1 Å²/fs = 0.1 cm²/s), volume
   window where the log–log slope of the MSD is ≈ 1 (the ballistic/caged start skipped). Its uncertainty is the
   larger of a bootstrap over atoms and half the difference between the D values of the run's two halves: the
   bootstrap alone misses the scatter between trajectories when few ions hop (two 25–30 ps runs of the Li | Li3N
-  example at 600 K gave D values three times apart, each with a ±15–45 % bootstrap error). The run is ``diffusive`` when that slope lies in [``DIFFUSIVE_SLOPE_MIN``,
-  ``DIFFUSIVE_SLOPE_MAX``]; otherwise D is not a diffusivity and the result is marked invalid.
+  example at 600 K gave D values three times apart, each with a ±15–45 % bootstrap error). The run is
+  ``diffusive`` when that slope lies in [``DIFFUSIVE_SLOPE_MIN``, ``DIFFUSIVE_SLOPE_MAX``]; otherwise D is not a
+  diffusivity and the result is marked invalid.
 * The charge (collective) diffusivity D_σ = lim ⟨|Σ_i Δr_i(t)|²⟩ / (2 d N t) of the N mobile ions gives the
   Haven ratio H_R = D*/D_σ. The collective MSD is computed over the whole run with all (overlapping) time
   origins by FFT and fitted on the tracer's window, cut at a lag m_max so that the run holds ``n_blocks``
