@@ -538,7 +538,29 @@ def test_resolved_activation_energy_with_an_uninformative_extrapolation(tmp_path
     (an / "arrhenius" / "arrhenius.json").write_text(json.dumps(arr))
     text = "\n".join(transport_summary(tmp_path / "run"))
     assert f"Ea = {arr['activation_energy_eV']:.3f} ± {arr['activation_energy_err_eV']:.3f} eV" in text
-    assert "σ(300 K): NOT CONVERGED" in text and "S/cm (" not in text
+    # its band (about 1e-6 to 3 S/cm) is physical everywhere: σ is shown as an order of magnitude, flagged
+    assert arr["extrapolation_indicative"] is True
+    assert f"= {arr['sigma_tracer_target_S_cm']:.2g} S/cm" in text and "INDICATIVE ONLY" in text
+    assert "decades" in text.split("INDICATIVE ONLY")[1]
+
+
+def test_extrapolation_beyond_the_physical_range_is_not_shown(tmp_path: Path) -> None:
+    """The quick Li | Li3N demo measured Ea = 0.29 ± 0.25 eV over 600, 650 and 750 K (one degree of freedom): Ea
+    can be quoted, but the band of σ(300 K) spans tens of decades, past any physical conductivity, so the summary
+    prints no σ at all, only NOT CONVERGED."""
+    rows = [{**_diffusion_row(T), "diffusivity_cm2_s": D, "diffusivity_err_cm2_s": e}
+            for T, D, e in ((600.0, 4.08e-6, 1.9e-6), (650.0, 1.70e-5, 3.2e-6), (750.0, 2.31e-5, 6.2e-6))]
+    arr = analyze_arrhenius(rows, tmp_path / "a")
+    assert arr["activation_energy_valid"] is True and arr["extrapolation_valid"] is False
+    assert arr["extrapolation_indicative"] is False
+    from firemlip.demo import transport_summary
+
+    an = tmp_path / "run" / "13_analyze"
+    (an / "arrhenius").mkdir(parents=True)
+    (an / "manifest.json").write_text("{}")
+    (an / "arrhenius" / "arrhenius.json").write_text(json.dumps(arr))
+    text = "\n".join(transport_summary(tmp_path / "run"))
+    assert "σ(300 K): NOT CONVERGED" in text and "S/cm (" not in text and "INDICATIVE" not in text
 
 
 def test_error_bar_covers_a_run_whose_halves_differ() -> None:

@@ -113,7 +113,8 @@ def transport_summary(run_dir: str | Path, quick: bool = True) -> list[str]:
     """Lines summarising the run's transport results (``*_analyze``): D* per temperature with its validity and the
     melt checks, then Ea with its error and σ(300 K) with its band — or a "not converged" line with the reasons for
     each of them that the analysis marked invalid (``activation_energy_valid``, ``valid``). Never prints an Ea or
-    σ that the analysis marked invalid."""
+    σ that the analysis marked invalid, except a σ whose band is too wide but physical everywhere
+    (``extrapolation_indicative``): it is printed with its band, marked INDICATIVE ONLY and the reason."""
     import json
 
     rd = Path(run_dir)
@@ -156,17 +157,23 @@ def transport_summary(run_dir: str | Path, quick: bool = True) -> list[str]:
     Ts = arr.get("temperatures_K") or []
     lines.append(f"  Ea = {arr['activation_energy_eV']:.3f} ± {arr['activation_energy_err_eV']:.3f} eV (1σ; fit over "
                  f"{arr['n_temperatures']} temperatures" + (f", {min(Ts):g}–{max(Ts):g} K)" if Ts else ")"))
-    if not arr.get("valid"):
+    # a valid extrapolation is a result; an indicative one (every value of its too-wide band physical) is shown as
+    # an order of magnitude with its band and the reason; anything else is not shown
+    shown = arr.get("valid") or arr.get("extrapolation_indicative")
+    flag = "" if arr.get("valid") else (" — INDICATIVE ONLY: " + "; ".join(arr.get("invalid_reasons") or [])
+                                        + f"; {hint}")
+    if not shown:
         lines.append(f"  σ({Tt:g} K): {not_converged}")
     elif arr.get("sigma_tracer_target_S_cm") is not None:
         lo, hi = arr["sigma_tracer_target_band_S_cm"]
         lines.append(f"  σ({Tt:g} K), tracer (H_R = 1) = {arr['sigma_tracer_target_S_cm']:.2g} S/cm "
-                     f"({arr['units']['band']} band {lo:.2g}–{hi:.2g})")
+                     f"({arr['units']['band']} band {lo:.2g}–{hi:.2g})" + flag)
     h = arr.get("haven_ratio")
-    if h is not None and arr.get("valid") and arr.get("sigma_charge_target_S_cm") is not None:
+    if h is not None and shown and arr.get("sigma_charge_target_S_cm") is not None:
         lo, hi = arr["sigma_charge_target_band_S_cm"]
         lines.append(f"  σ({Tt:g} K) with Haven ratio {h:.2f} ({arr.get('haven_source')}) = "
-                     f"{arr['sigma_charge_target_S_cm']:.2g} S/cm (band {lo:.2g}–{hi:.2g})")
+                     f"{arr['sigma_charge_target_S_cm']:.2g} S/cm (band {lo:.2g}–{hi:.2g})"
+                     + (" — indicative only" if flag else ""))
     elif h is not None:
         lines.append(f"  Haven ratio H_R = {h:.2f} ({arr.get('haven_source')})")
     else:

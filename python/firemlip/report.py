@@ -287,12 +287,12 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
             doc.invalid("Arrhenius fit / extrapolation", reasons or ["marked invalid"])
         used = ", ".join(_fmt(t) for t in a.get("temperatures_K") or [])
         doc.table(["temperatures fitted (K)", "excluded", "Ea (eV)", f"D({Tt} K) (cm²/s)",
-                   f"σ tracer({Tt} K) (S/cm)", f"σ charge({Tt} K) (S/cm)", "Haven ratio H_R", "H_R source", "valid"],
+                   f"σ tracer({Tt} K) (S/cm, band)", f"σ charge({Tt} K) (S/cm, band)", "Haven ratio H_R",
+                   "H_R source", "valid"],
                   [[used or "–", str(a.get("n_excluded", 0)),
                     _flag(_pm(a.get("activation_energy_eV"), a.get("activation_energy_err_eV")), inv_ea),
                     _flag(_pm(a.get("diffusivity_target_cm2_s"), a.get("diffusivity_target_err_cm2_s")), inv),
-                    _flag(_fmt(a.get("sigma_tracer_target_S_cm")), inv),
-                    _flag(_fmt(a.get("sigma_charge_target_S_cm")), inv),
+                    _sigma_cell(a, "sigma_tracer_target", inv), _sigma_cell(a, "sigma_charge_target", inv),
                     _fmt(a.get("haven_ratio")), str(a.get("haven_source", "–")), "no" if inv else "yes"]], [inv])
         ex = a.get("excluded") or []
         if ex:
@@ -303,6 +303,16 @@ def _analysis(doc: _Doc, stages: dict[str, Path]) -> None:
     e = _load(d / "elastic" / "elastic.json")
     if e:
         _elastic(doc, e, d / "elastic")
+
+
+def _sigma_cell(a: dict[str, Any], key: str, invalid: bool) -> str:
+    """An extrapolated σ (S/cm) with its band, marked INDICATIVE (``extrapolation_indicative``: a too-wide band of
+    physical values) or INVALID."""
+    v, band = a.get(f"{key}_S_cm"), a.get(f"{key}_band_S_cm")
+    text = _fmt(v) + (f" ({_fmt(band[0])}–{_fmt(band[1])})" if v is not None and band else "")
+    if invalid and a.get("extrapolation_indicative") and v is not None:
+        return f"{text} (INDICATIVE: band too wide)"
+    return _flag(text, invalid)
 
 
 def _elastic(doc: _Doc, e: dict[str, Any], d: Path) -> None:

@@ -11,7 +11,8 @@ the fit and listed with their reasons. The result is ``valid: false`` with ``inv
 ``MIN_ARRHENIUS_TEMPERATURES`` diffusive temperatures remain, when Ea ≤ 0 or not larger than its error
 (``activation_energy_valid: false`` too), or when the extrapolation is not informative (a confidence band of
 D(T*) wider than ``MAX_BAND_RATIO``) or the extrapolated σ lies outside [``SIGMA_MIN_S_CM``, ``SIGMA_MAX_S_CM``]
-(``extrapolation_valid: false`` only: Ea with its error bar can still be quoted).
+(``extrapolation_valid: false`` only: Ea with its error bar can still be quoted). A too-wide band whose ends are all
+physical σ values is ``extrapolation_indicative: true``: σ is shown with its band as an order of magnitude, flagged.
 """
 
 from __future__ import annotations
@@ -166,6 +167,24 @@ def extrapolation_validity(res: dict[str, Any]) -> list[str]:
     return reasons
 
 
+def extrapolation_indicative(res: dict[str, Any]) -> bool:
+    """True when an extrapolation that is not a result (:func:`extrapolation_validity`) can still be shown as an
+    order of magnitude: Ea is valid (:func:`activation_energy_validity`), the only objection is the width of the
+    band, and every extrapolated σ with both ends of its band lies in [SIGMA_MIN_S_CM, SIGMA_MAX_S_CM] — so no
+    impossible number is shown. The demo summary and the report then print σ with its band, flagged."""
+    if activation_energy_validity(res) or not extrapolation_validity(res):
+        return False
+    shown = False
+    for key in ("sigma_tracer_target", "sigma_charge_target"):
+        v, band = res.get(f"{key}_S_cm"), res.get(f"{key}_band_S_cm")
+        if v is None:
+            continue
+        if not band or not all(SIGMA_MIN_S_CM <= x <= SIGMA_MAX_S_CM for x in (v, *band)):
+            return False
+        shown = True
+    return shown
+
+
 def arrhenius_validity(res: dict[str, Any]) -> list[str]:
     """Reasons why an ``arrhenius.json`` content (Ea, extrapolated D and σ) cannot be trusted as a whole; empty
     when it can: :func:`activation_energy_validity` then :func:`extrapolation_validity`. Works on results written
@@ -269,6 +288,7 @@ def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]]
     # Ea can be quoted (with its error) while the extrapolation over a wide 1/T gap is still uninformative
     res["activation_energy_valid"] = not ea_reasons
     res["extrapolation_valid"] = not reasons
+    res["extrapolation_indicative"] = extrapolation_indicative(res)
     res["valid"] = not reasons
     res["invalid_reasons"] = reasons
     res["units"] = {"activation_energy": "eV", "diffusivity": "cm^2/s", "temperature": "K", "sigma": "S/cm",

@@ -102,6 +102,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Warnings of the dependencies that say nothing to a firemlip user (printed once per compiled module, dozens per
+#: run): e3nn's TorchScript compilation of mace-torch blocks, and mace-torch copying a tensor when a model is built.
+_KNOWN_WARNINGS = (
+    "The TorchScript type system doesn't support instance-level annotations",
+    "To copy construct from a tensor, it is recommended",
+)
+
+
+def _quiet_known_warnings() -> None:
+    """Hide :data:`_KNOWN_WARNINGS` for this command (the CLI is the application; the library sets no filters)."""
+    import re
+    import warnings
+
+    for text in _KNOWN_WARNINGS:
+        warnings.filterwarnings("ignore", message=re.escape(text), category=UserWarning)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -109,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 0
+    _quiet_known_warnings()
     try:
         rc = func(args)
     except FiremlipError as exc:
