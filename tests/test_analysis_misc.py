@@ -162,7 +162,7 @@ def test_report_flags_invalid_transport_results_and_names_moduli(tmp_path: Path)
     md_path, html_path = build_report(tmp_path / "run")
     md, html = md_path.read_text(), html_path.read_text()
     for text in (md, html):
-        for header in ("T (K)", "D* (cm²/s)", "σ tracer (S/cm)", "Ea (eV)", "σ tracer(300 K) (S/cm)",
+        for header in ("T (K)", "D* (cm²/s)", "σ tracer (S/cm)", "Ea (eV)", "σ tracer(300 K) (S/cm, band)",
                        "bulk modulus B (GPa)", "shear modulus G (GPa)", "Young's modulus E (GPa)",
                        "Poisson's ratio ν", "C_ij (GPa)", "Hill (average)", "Voigt (bound)", "Reuss (bound)"):
             assert header.replace("'", "&#x27;") in text or header in text, header
@@ -177,3 +177,11 @@ def test_report_flags_invalid_transport_results_and_names_moduli(tmp_path: Path)
     md = build_report(tmp_path / "run")[0].read_text()
     assert "INVALID Arrhenius fit / extrapolation: Ea = -0.1 eV <= 0" in md and "outside the physical range" in md
     assert "| 50 (INVALID) |" in md
+    # a resolved Ea whose σ(300 K) band is too wide but physical everywhere: σ shown with its band, marked
+    shown = {**old, "activation_energy_eV": 0.3, "activation_energy_err_eV": 0.1, "sigma_tracer_target_S_cm": 1e-3,
+             "sigma_tracer_target_band_S_cm": [1e-6, 1.0], "valid": False, "activation_energy_valid": True,
+             "extrapolation_valid": False, "extrapolation_indicative": True,
+             "invalid_reasons": ["the 95% band of D(300 K) spans 6.0 decades (> 3)"]}
+    (an / "arrhenius" / "arrhenius.json").write_text(json.dumps(shown))
+    md = build_report(tmp_path / "run")[0].read_text()
+    assert "| 1.000e-03 (1.000e-06–1) (INDICATIVE: band too wide) |" in md and "| 0.3 ± 0.1 |" in md

@@ -271,7 +271,8 @@ def analyze_arrhenius(results: Sequence[str | os.PathLike[str] | dict[str, Any]]
             hs = [d["haven_ratio"] for _, d in used
                   if d.get("haven_ratio") and str(d.get("haven_source", "")).startswith("computed")]
             if hs:
-                h, src = float(np.mean(hs)), f"computed (mean of {len(hs)} runs)"
+                h = float(np.mean(hs))
+                src = f"computed (mean of {len(hs)} runs)" if len(hs) > 1 else "computed (1 run)"
             elif haven is not None:
                 h, src = float(haven), "assumed (user value)"
             else:
