@@ -27,6 +27,11 @@ BAR_TO_GPA = 1e-4
 SIGMA_MAX_S_CM = 10.0
 SIGMA_MIN_S_CM = 1e-12
 
+
+def sigma_is_physical(sigma_S_cm: float) -> bool:
+    """True when a conductivity (S/cm) lies in [SIGMA_MIN_S_CM, SIGMA_MAX_S_CM]."""
+    return SIGMA_MIN_S_CM <= sigma_S_cm <= SIGMA_MAX_S_CM
+
 #: Common formal (oxidation-state) charges of mobile ions, in units of e.
 FORMAL_CHARGES: dict[str, int] = {
     "H": 1, "Li": 1, "Na": 1, "K": 1, "Rb": 1, "Cs": 1, "Ag": 1, "Cu": 1, "Tl": 1,

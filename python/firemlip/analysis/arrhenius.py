@@ -31,6 +31,7 @@ from firemlip.analysis._common import (
     mpl,
     read_json,
     save_figure,
+    sigma_is_physical,
     write_result,
 )
 from firemlip.errors import FiremlipError
@@ -161,7 +162,7 @@ def extrapolation_validity(res: dict[str, Any]) -> list[str]:
     Tt = res.get("target_temperature_K", 300.0)
     for key in ("sigma_tracer_target_S_cm", "sigma_charge_target_S_cm"):
         v = res.get(key)
-        if v is not None and not (SIGMA_MIN_S_CM <= v <= SIGMA_MAX_S_CM):
+        if v is not None and not sigma_is_physical(v):
             reasons.append(f"extrapolated {key.split('_')[1]} sigma({Tt:g} K) = {v:.3g} S/cm outside the physical "
                            f"range {SIGMA_MIN_S_CM:g}-{SIGMA_MAX_S_CM:g} S/cm")
     return reasons
@@ -179,7 +180,7 @@ def extrapolation_indicative(res: dict[str, Any]) -> bool:
         v, band = res.get(f"{key}_S_cm"), res.get(f"{key}_band_S_cm")
         if v is None:
             continue
-        if not band or not all(SIGMA_MIN_S_CM <= x <= SIGMA_MAX_S_CM for x in (v, *band)):
+        if not band or not all(sigma_is_physical(x) for x in (v, *band)):
             return False
         shown = True
     return shown

@@ -55,6 +55,7 @@ from firemlip.analysis._common import (
     SIGMA_MIN_S_CM,
     mpl,
     save_figure,
+    sigma_is_physical,
     write_result,
 )
 from firemlip.errors import FiremlipError, require_file
@@ -703,7 +704,7 @@ def diffusion_validity(result: dict[str, Any]) -> list[str]:
     c = (result.get("conductivity") or {}) if D is not None and D > 0 else {}
     for key in ("sigma_tracer_S_cm", "sigma_charge_S_cm"):
         v = c.get(key)
-        if v is not None and not (SIGMA_MIN_S_CM <= v <= SIGMA_MAX_S_CM):
+        if v is not None and not sigma_is_physical(v):
             reasons.append(f"{key} = {v:.3g} S/cm outside the physical range {SIGMA_MIN_S_CM:g}-"
                            f"{SIGMA_MAX_S_CM:g} S/cm")
     return reasons
