@@ -134,10 +134,17 @@ class FinetuneStage(FinetuneOptions):
 
 
 class LabelSelectedStage(_Strict):
-    """Labels for the selected frames: from the labeller, or from an existing labelled file (``data``)."""
+    """Labels for the selected frames: from the labeller, or from an existing labelled file (``data``).
+
+    ``extra_train``: labelled files (``REF_energy`` eV, ``REF_forces`` eV/Å) whose frames go into the training part
+    only, never into validation or test — e.g. frames of a production MD run that went wrong, labelled with
+    ``firemlip label`` to close the hole the selection missed (one round of active learning). The split of the
+    selected frames, and so the test set, does not change when files are added here.
+    """
 
     enabled: bool = True
     data: str | None = None
+    extra_train: list[str] = Field(default_factory=list)
     split: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
 

@@ -262,9 +262,10 @@ def _select_body(ctx: Context, rec: StageRecord) -> None:
 def _label_selected_inputs(ctx: Context) -> dict[str, Path]:
     st = ctx.cfg.stages.label_selected
     assert st is not None
+    extra = {f"extra_train[{i}]": ctx.cfg.path(f) for i, f in enumerate(st.extra_train)}
     if st.data:
-        return {"data": ctx.cfg.path(st.data)}
-    return {"selected": ctx.output("select", "selected"), "pca": ctx.output("select", "pca")}
+        return {"data": ctx.cfg.path(st.data), **extra}
+    return {"selected": ctx.output("select", "selected"), "pca": ctx.output("select", "pca"), **extra}
 
 
 def _label_selected_body(ctx: Context, rec: StageRecord) -> None:
@@ -293,10 +294,38 @@ def _label_selected_body(ctx: Context, rec: StageRecord) -> None:
     soap = ctx.cfg.stages.select.soap.model_dump() if ctx.cfg.stages.select is not None else None
     parts, how = descriptor_split(frames, st.split, st.seed, pool_Z=pool_Z, soap=soap,
                                   what="stages.label_selected.split")
+    extra = _extra_train_frames(ctx, frames)
     for name, idx in zip(("train", "valid", "test"), parts, strict=True):
-        write_frames(ctx.output("label_selected", name), [frames[i] for i in idx])
-    rec.extra["sizes"] = {name: len(p) for name, p in zip(("train", "valid", "test"), parts, strict=True)}
+        write_frames(ctx.output("label_selected", name), [frames[i] for i in idx] + (extra if name == "train" else []))
+    rec.extra["sizes"] = {name: len(p) + (len(extra) if name == "train" else 0)
+                          for name, p in zip(("train", "valid", "test"), parts, strict=True)}
     rec.extra["split"] = how
+    if extra:
+        rec.extra["extra_train"] = {"files": list(ctx.cfg.stages.label_selected.extra_train), "frames": len(extra)}
+
+
+def _extra_train_frames(ctx: Context, selected: list) -> list:
+    """The frames of ``stages.label_selected.extra_train`` (training part only), checked for labels and for
+    elements that the selected frames do not have."""
+    from firemlip.io import elements_of, read_frames, require_labels
+
+    st = ctx.cfg.stages.label_selected
+    assert st is not None
+    known = set(elements_of(selected))
+    out = []
+    for f in st.extra_train:
+        src = ctx.cfg.path(f)
+        frames = read_frames(src, what="stages.label_selected.extra_train file")
+        require_labels(frames, str(src))
+        new = sorted(set(elements_of(frames)) - known)
+        if new:
+            raise FiremlipError(f"{src}: stages.label_selected.extra_train has element(s) {', '.join(new)} that the "
+                                f"selected frames ({', '.join(sorted(known))}) do not have")
+        for a in frames:
+            a.info.setdefault("config_type", "extra_train")
+            a.info["extra_train_file"] = str(f)
+        out.extend(frames)
+    return out
 
 
 def _finetune_inputs(ctx: Context) -> dict[str, Path]:
