@@ -23,6 +23,9 @@ def test_bundled_example_is_li_li3n_with_its_data():
     for f in ("foundation/foundation.model", "foundation/pretrain.extxyz", "selected_labelled.extxyz"):
         assert (EXAMPLE / "data" / f).exists(), f
     assert len(list((EXAMPLE / "data" / "label-cache").glob("*.extxyz"))) == 24
+    # the active-learning frames (750 K run whose N framework collapsed) go to training only
+    extra = cfg.stages.label_selected.extra_train
+    assert extra and all((EXAMPLE / f).exists() for f in extra), extra
 
 
 def _analyze_dir(tmp_path, arrhenius: dict) -> None:
